@@ -1,0 +1,43 @@
+"""The Account Server seen from the Data Manager: may this user spend on this product?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from shared.auth.verify import Principal
+
+PROJECT_TIER = "DATA_MANAGER_PROJECT_TIER_SUBSCRIPTION"
+DATASET_STORAGE = "DATA_MANAGER_STORAGE_SUBSCRIPTION"
+
+# The Python client's well-known test identifiers: the DM accepts this product from
+# admins without any Account Server (python-client.md §8).
+TEST_PRODUCT_ID = "product-11111111-1111-1111-1111-111111111111"
+TEST_UNIT_ID = "unit-11111111-1111-1111-1111-111111111111"
+TEST_ORG_ID = "org-11111111-1111-1111-1111-111111111111"
+
+
+@dataclass(frozen=True)
+class ProductGrant:
+    """What the Account Server says about a product a Project may claim."""
+
+    product_id: str
+    flavour: str | None
+    unit_id: str
+    organisation_id: str | None
+
+
+class AccountServer(Protocol):
+    def authorise_project_tier(self, principal: "Principal", product_id: str) -> ProductGrant:
+        """Check ``principal`` may claim the project-tier ``product_id`` for a new Project.
+
+        Raises NotFound (no such product), Forbidden (not a member of its unit),
+        Unsupported (not a project-tier product) or Conflict (already claimed).
+        """
+
+    def namespace(self) -> str:
+        """What identifies the Account Server in use ("" for none)."""
+
+    def registration(self) -> dict:
+        """This Data Manager's merchant registration: merchant_id, name, registered."""

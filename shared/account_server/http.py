@@ -1,0 +1,63 @@
+"""The real Account Server over HTTP, asked with the caller's own token (as-api.md §3.1)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import TYPE_CHECKING
+
+from shared.account_server.base import PROJECT_TIER, ProductGrant
+from shared.errors import Conflict, DmError, Forbidden, NotFound, Unsupported
+
+if TYPE_CHECKING:
+    from shared.auth.verify import Principal
+    from shared.config import Settings
+
+TIMEOUT_S = 3
+
+
+class AccountServerUnavailable(DmError):
+    status = 503
+
+
+class HttpAccountServer:
+    def __init__(self, settings: "Settings"):
+        self.settings = settings
+        self.base = settings.account_server_url
+
+    def _get(self, path: str, token: str) -> dict:
+        req = urllib.request.Request(
+            self.base + path, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
+                return json.load(resp)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise NotFound(f"The Account Server does not know {path.rsplit('/', 1)[-1]}") from None
+            if exc.code in (401, 403):
+                raise Forbidden("The Account Server refused access") from None
+            raise AccountServerUnavailable(f"The Account Server answered {exc.code}") from None
+        except (urllib.error.URLError, TimeoutError, ValueError) as exc:
+            raise AccountServerUnavailable(f"The Account Server cannot be reached: {exc}") from None
+
+    def authorise_project_tier(self, principal: "Principal", product_id: str) -> ProductGrant:
+        body = self._get(f"/product/{product_id}", principal.token).get("product") or {}
+        product = body.get("product") or {}
+        unit = body.get("unit") or {}
+        if product.get("type") != PROJECT_TIER:
+            raise Unsupported(f"Product {product_id} is not a project-tier subscription")
+        if not body.get("claimable", False) or body.get("claim"):
+            raise Conflict(f"Product {product_id} is already claimed by a Project")
+        members = {u.get("username") if isinstance(u, dict) else u for u in unit.get("users", [])}
+        if not (unit.get("caller_is_member") or principal.username in members or principal.is_admin):
+            raise Forbidden(f"You are not a member of the unit of product {product_id}")
+        org = body.get("organisation") or {}
+        return ProductGrant(product_id, product.get("flavour"), unit.get("id", ""), org.get("id"))
+
+    def namespace(self) -> str:
+        return self.settings.account_server_namespace
+
+    def registration(self) -> dict:
+        return {"merchant_id": 1, "name": "Data Manager", "registered": ""}

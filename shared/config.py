@@ -1,0 +1,161 @@
+"""Every setting the functions read, named once, read from the environment in one place.
+
+`Settings.from_env()` is the only reader of ``os.environ``; tests build `Settings(...)`
+directly. A bad value raises `ConfigError` naming the variable, which stops start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+API_PREFIX = "/data-manager-api"
+VERSION = "0.1.0"
+
+
+class ConfigError(ValueError):
+    """A configuration variable holds a value the service cannot use."""
+
+
+def _int(name: str, lo: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, not {raw!r}") from None
+        if lo is not None and value < lo:
+            raise ConfigError(f"{name} must be at least {lo}, not {value}")
+        return value
+
+    return parse
+
+
+def _bool(name: str) -> Callable[[str], bool]:
+    def parse(raw: str) -> bool:
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+    return parse
+
+
+def _choice(name: str, *allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {raw!r}")
+        return raw
+
+    return parse
+
+
+def _database_url(name: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if not (raw.startswith("sqlite") or raw.startswith("postgresql+pg8000://")):
+            raise ConfigError(
+                f"{name} must be a sqlite:// URL or a postgresql+pg8000:// URL, not {raw!r}"
+            )
+        return raw
+
+    return parse
+
+
+def _storage(name: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.startswith("s3://"):
+            if len(raw) <= len("s3://") or raw[len("s3://")] == "/":
+                raise ConfigError(f"{name} must name a bucket: s3://bucket[/prefix], not {raw!r}")
+        elif "://" in raw:
+            raise ConfigError(f"{name} must be a folder or s3://bucket[/prefix], not {raw!r}")
+        return raw
+
+    return parse
+
+
+def _url(name: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw and not (raw.startswith("http://") or raw.startswith("https://")):
+            raise ConfigError(f"{name} must be an http(s) URL, not {raw!r}")
+        return raw.rstrip("/")
+
+    return parse
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The whole configuration. Field defaults are the local stack's embedded defaults."""
+
+    port: int = 8080
+    data_dir: Path = Path("var")
+    database_url: str = ""  # empty: SQLite file under data_dir
+    storage: str = ""  # empty: folder under data_dir; or s3://bucket/prefix
+    s3_endpoint_url: str = ""  # for S3-compatible stores (and moto in tests)
+    oidc_issuer: str = ""  # empty: the local stack's development provider
+    oidc_audience: str = "data-manager-api"
+    admin_role: str = "data-manager-admin"
+    max_upload_bytes: int = 10 * 1024**3
+    mode: str = "DEVELOPMENT"
+    account_server_url: str = ""  # empty: the built-in ledger
+    account_server_namespace: str = ""
+    users_file: str = ""  # development users; empty: alice, bob, carol and admin
+    public_url: str = ""  # how clients reach the stack; empty: http://127.0.0.1:<port>
+    log_level: str = "INFO"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://127.0.0.1:{self.port}"
+
+    @property
+    def issuer(self) -> str:
+        return self.oidc_issuer or f"{self.base_url}/auth/realms/squonk2"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'dm.sqlite3').resolve()}"
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or str((self.data_dir / "store").resolve())
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field, var, parse in _VARIABLES:
+            raw = env.get(var)
+            if raw is not None:
+                values[field] = parse(raw)
+        return cls(**values)
+
+
+# (field, variable, parser): the complete list of what the service reads.
+_VARIABLES: list[tuple[str, str, Callable[[str], Any]]] = [
+    ("port", "DM_PORT", _int("DM_PORT", 1)),
+    ("data_dir", "DM_DATA_DIR", Path),
+    ("database_url", "DM_DATABASE_URL", _database_url("DM_DATABASE_URL")),
+    ("storage", "DM_STORAGE", _storage("DM_STORAGE")),
+    ("s3_endpoint_url", "DM_S3_ENDPOINT_URL", _url("DM_S3_ENDPOINT_URL")),
+    ("oidc_issuer", "DM_OIDC_ISSUER", _url("DM_OIDC_ISSUER")),
+    ("oidc_audience", "DM_OIDC_AUDIENCE", str),
+    ("admin_role", "DM_ADMIN_ROLE", str),
+    ("max_upload_bytes", "DM_MAX_UPLOAD_BYTES", _int("DM_MAX_UPLOAD_BYTES", 1)),
+    ("mode", "DM_MODE", _choice("DM_MODE", "DEVELOPMENT", "PRODUCTION")),
+    ("account_server_url", "DM_ACCOUNT_SERVER_URL", _url("DM_ACCOUNT_SERVER_URL")),
+    ("account_server_namespace", "DM_ACCOUNT_SERVER_NAMESPACE", str),
+    ("users_file", "DM_USERS_FILE", str),
+    ("public_url", "DM_PUBLIC_URL", _url("DM_PUBLIC_URL")),
+    ("log_level", "DM_LOG_LEVEL", _choice("DM_LOG_LEVEL", "DEBUG", "INFO", "WARNING", "ERROR")),
+]
+
+VARIABLES = [var for _, var, _ in _VARIABLES]
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings.from_env()

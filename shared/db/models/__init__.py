@@ -1,0 +1,20 @@
+"""All tables; importing this module registers them on `Base.metadata`."""
+
+from shared.db.models.ledger import LedgerOrganisation, LedgerProduct, LedgerUnit, LedgerUnitMember
+from shared.db.models.project import Project, ProjectMember, ProjectToken
+from shared.db.models.task import Task, TaskEvent, TaskState
+from shared.db.models.user import User
+
+__all__ = [
+    "LedgerOrganisation",
+    "LedgerProduct",
+    "LedgerUnit",
+    "LedgerUnitMember",
+    "Project",
+    "ProjectMember",
+    "ProjectToken",
+    "Task",
+    "TaskEvent",
+    "TaskState",
+    "User",
+]

@@ -1,0 +1,49 @@
+"""One family of domain errors; the HTTP edge maps each to its status and a JSON `error`."""
+
+
+class DmError(Exception):
+    """A request that cannot be done, with text a user can read."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class BadRequest(DmError):
+    status = 400
+
+
+class Unauthorized(DmError):
+    status = 401
+
+
+class Forbidden(DmError):
+    status = 403
+
+
+class NotFound(DmError):
+    status = 404
+
+
+class NotAllowed(DmError):
+    status = 405
+
+
+class Conflict(DmError):
+    status = 409
+
+
+class TooLarge(DmError):
+    status = 413
+
+
+class Unsupported(DmError):
+    status = 415
+
+
+class Unprocessable(DmError):
+    status = 422

@@ -1,0 +1,49 @@
+"""Idempotent jobs that finish deferred work; each catches up on everything pending.
+
+The api starts them right after a response; the monitor (or the local stack's timer)
+runs them again so work interrupted by a crash is finished later.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from shared.db.session import transaction
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from shared.storage.base import Storage
+
+log = logging.getLogger("dm.housekeeping")
+
+
+def purge_deleted_projects(engine: "Engine", storage: "Storage") -> int:
+    """Remove the storage of deleted Projects, then forget them; returns how many."""
+    from shared.db.models import Task
+    from shared.services import projects, tasks
+    from sqlalchemy import select
+
+    with transaction(engine) as s:
+        pending = projects.pending_purges(s)
+    for project_id in pending:
+        with transaction(engine) as s:
+            for task_id in s.scalars(select(Task.id).where(
+                    Task.purpose == "PROJECT", Task.purpose_id == project_id,
+                    Task.removal.is_(True), Task.state == "PENDING")):
+                tasks.set_state(s, task_id, "STARTED")
+        # Storage first, rows second: a crash in between leaves the row, so the
+        # next run removes the (already empty) tree again and then the row.
+        storage.delete_tree(f"projects/{project_id}")
+        with transaction(engine) as s:
+            projects.purge(s, project_id)
+        log.info("Purged project %s", project_id)
+    return len(pending)
+
+
+JOBS = {"purge-projects": purge_deleted_projects}
+
+
+def run(name: str, engine: "Engine", storage: "Storage") -> int:
+    return JOBS[name](engine, storage)

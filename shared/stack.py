@@ -1,0 +1,113 @@
+"""The local stack: every part on one port with embedded defaults (``make run``).
+
+``/data-manager-api`` is the api function as functions-framework serves it and
+``/auth`` the development OpenID provider; state lives under ``DM_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+
+from shared.config import API_PREFIX, Settings
+
+log = logging.getLogger("dm.stack")
+HOUSEKEEPING_EVERY_S = 10.0
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def prepare(settings: Settings) -> dict:
+    """Create the data folder, migrate the database, seed the ledger; returns the stack facts."""
+    from shared.auth.users import load_users
+    from shared.db import migrate
+    from shared.db.session import dispose_engines, get_engine, transaction
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.sqlalchemy_url)
+    dev_users = load_users(settings)
+    facts = {
+        "api_url": settings.base_url + API_PREFIX,
+        "keycloak_url": settings.base_url + "/auth",
+        "keycloak_realm": "squonk2",
+        "keycloak_client_id": settings.oidc_audience,
+        "users": {},
+    }
+    if not settings.account_server_url:
+        from shared.account_server.ledger import LedgerAccountServer
+
+        ledger = LedgerAccountServer(settings, get_engine(settings.sqlalchemy_url))
+        with transaction(ledger.engine) as s:
+            for user in dev_users:
+                unit = ledger.ensure_personal_unit(s, user.username)
+                facts["users"][user.username] = {"password": user.password, "admin": user.admin, **unit}
+    dispose_engines()
+    (settings.data_dir / "local-stack.json").write_text(json.dumps(facts, indent=2) + "\n")
+    return facts
+
+
+def create_wsgi_app(settings: Settings):
+    """The api function (through functions-framework) with the OpenID provider under /auth."""
+    import functions_framework
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    from shared.auth.keys import load_or_create_signing_key
+    from shared.auth.provider import create_provider_app
+    from shared.auth.users import load_users
+
+    api_app = functions_framework.create_app(target="api", source=str(ROOT / "main.py"), signature_type="http")
+    key = load_or_create_signing_key(settings.data_dir / "oidc-signing-key.pem")
+    provider = create_provider_app(settings, load_users(settings), key)
+    return DispatcherMiddleware(api_app, {"/auth": provider})
+
+
+def start_housekeeping(settings: Settings, stop: threading.Event) -> threading.Thread:
+    """The monitor's jobs on a timer, as a cluster's schedules would run them."""
+    from shared.services import housekeeping
+
+    def loop() -> None:
+        from shared.db.session import get_engine
+        from shared.storage import create_storage
+
+        engine = get_engine(settings.sqlalchemy_url)
+        storage = create_storage(settings.storage_url, settings.s3_endpoint_url)
+        while not stop.is_set():
+            for name in housekeeping.JOBS:
+                try:
+                    housekeeping.run(name, engine, storage)
+                except Exception:
+                    log.exception("Housekeeping job %s failed", name)
+            stop.wait(HOUSEKEEPING_EVERY_S)
+
+    thread = threading.Thread(target=loop, name="dm-housekeeping", daemon=True)
+    thread.start()
+    return thread
+
+
+def run(settings: Settings) -> int:
+
+    from gunicorn.app.base import BaseApplication
+
+    facts = prepare(settings)
+    print("Local stack:")
+    print(json.dumps(facts, indent=2), flush=True)
+    stop = threading.Event()
+
+    class Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"127.0.0.1:{settings.port}")
+            self.cfg.set("workers", 1)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", 16)
+            self.cfg.set("timeout", 0)  # large uploads may take long
+            self.cfg.set("graceful_timeout", 5)
+            self.cfg.set("accesslog", "-")
+            self.cfg.set("post_worker_init", lambda worker: start_housekeeping(settings, stop))
+
+        def load(self):
+            return create_wsgi_app(settings)
+
+    Server().run()
+    stop.set()
+    return 0

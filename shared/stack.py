@@ -86,7 +86,6 @@ def start_housekeeping(settings: Settings, stop: threading.Event) -> threading.T
 
 
 def run(settings: Settings) -> int:
-
     from gunicorn.app.base import BaseApplication
 
     facts = prepare(settings)

@@ -126,7 +126,8 @@ class S3Storage:
             if _code(e) in ("404", "NoSuchKey"):
                 return None
             raise
-        return FileInfo(key.rsplit("/", 1)[-1], head["ContentLength"], head["LastModified"].astimezone(timezone.utc))
+        name = key.rsplit("/", 1)[-1]
+        return FileInfo(name, head["ContentLength"], head["LastModified"].astimezone(timezone.utc))
 
     def exists(self, key: str) -> bool:
         """A file object is at the key."""
@@ -145,8 +146,8 @@ class S3Storage:
         files: list[FileInfo] = []
         dirs: list[str] = []
         found = not prefix
-        pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base, Delimiter="/")
-        for page in pages:
+        paginator = self._s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=base, Delimiter="/"):
             for obj in page.get("Contents", []):
                 found = True
                 if obj["Key"] != base:

@@ -32,7 +32,7 @@ class ProviderServer:
         self.settings = Settings(public_url=self.base_url, data_dir=data_dir)
         self.issuer = self.settings.issuer
         self.restart()
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     def restart(self) -> None:

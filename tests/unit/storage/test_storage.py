@@ -97,8 +97,9 @@ def test_write_streams_instead_of_buffering(storage: Storage):
             seen.extend(os.path.getsize(os.path.join(staging, n)) for n in os.listdir(staging))
         else:
             (upload,) = leftovers(storage)
-            parts = storage._s3.list_parts(Bucket=storage.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-            seen.extend(p["Size"] for p in parts["Parts"])
+            key, upload_id = upload["Key"], upload["UploadId"]
+            parts = storage._s3.list_parts(Bucket=storage.bucket, Key=key, UploadId=upload_id)
+            seen.extend(part["Size"] for part in parts["Parts"])
         yield from chunked(os.urandom(5 * MiB), MiB)
 
     assert storage.write("a/streamed.bin", probe()) == 25 * MiB

@@ -52,12 +52,12 @@ def create_wsgi_app(settings: Settings):
     import functions_framework
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-    from shared.auth.keys import load_or_create_signing_key
+    from shared.auth.keys import key_path, load_or_create_signing_key
     from shared.auth.provider import create_provider_app
     from shared.auth.users import load_users
 
     api_app = functions_framework.create_app(target="api", source=str(ROOT / "main.py"), signature_type="http")
-    key = load_or_create_signing_key(settings.data_dir / "oidc-signing-key.pem")
+    key = load_or_create_signing_key(key_path(settings))
     provider = create_provider_app(settings, load_users(settings), key)
     return DispatcherMiddleware(api_app, {"/auth": provider})
 

@@ -45,10 +45,8 @@ def stream_form(
         else:
             decoder.receive_data(chunk)
 
-    pending = None  # an event read ahead by a file-part generator
     while True:
-        event = pending if pending is not None else decoder.next_event()
-        pending = None
+        event = _next(decoder)
         if isinstance(event, NeedData):
             feed()
         elif isinstance(event, Field):
@@ -59,7 +57,7 @@ def stream_form(
             def chunks() -> Iterator[bytes]:
                 size = 0
                 while True:
-                    ev = decoder.next_event()
+                    ev = _next(decoder)
                     if isinstance(ev, NeedData):
                         feed()
                         continue
@@ -91,7 +89,7 @@ def _read_field(decoder: MultipartDecoder, feed: Callable[[], None]) -> str:
     parts: list[bytes] = []
     size = 0
     while True:
-        ev = decoder.next_event()
+        ev = _next(decoder)
         if isinstance(ev, NeedData):
             feed()
             continue
@@ -106,3 +104,10 @@ def _read_field(decoder: MultipartDecoder, feed: Callable[[], None]) -> str:
                 return b"".join(parts).decode("utf-8")
             except UnicodeDecodeError:
                 raise BadRequest("Form fields must be UTF-8 text") from None
+
+
+def _next(decoder: MultipartDecoder):
+    try:
+        return decoder.next_event()
+    except ValueError as exc:  # the decoder's word for a body that is not multipart
+        raise BadRequest(f"Malformed multipart body: {exc}") from None

@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dm: configuration error: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     if args.command == "run":
         from shared.stack import run

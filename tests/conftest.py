@@ -108,6 +108,30 @@ def _empty_tables(url: str) -> None:
     users.forget_visits()
 
 
+# --- S3 through moto in server mode ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    from tests.moto_server import start_moto_server
+
+    endpoint, stop = start_moto_server()
+    yield endpoint
+    stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch, tmp_path) -> None:
+    """Dummy credentials, and no user AWS config that could point boto3 elsewhere."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
 # --- identity ---------------------------------------------------------------------
 
 

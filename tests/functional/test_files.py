@@ -18,9 +18,34 @@ def listing(who, pid, path="/", **extra):
     return who.get("/file", query_string={"project_id": pid, "path": path, **extra})
 
 
+@pytest.fixture(params=["local", "s3"])
+def settings(request, settings):
+    """Every file test runs on the local folder and on S3 (moto over HTTP)."""
+    import dataclasses
+    import uuid
+
+    if request.param == "local":
+        return settings
+    request.getfixturevalue("aws_env")
+    return dataclasses.replace(settings, storage=f"s3://files-{uuid.uuid4().hex[:12]}/dm",
+                               s3_endpoint_url=request.getfixturevalue("moto_endpoint"))
+
+
 @pytest.fixture
 def pid(alice):
     return alice.create_project("Files")
+
+
+def stored_files(storage, prefix=""):
+    """Every file in the store below ``prefix`` (keys), walking its directories."""
+    try:
+        listing = storage.list_dir(prefix)
+    except FileNotFoundError:
+        return []
+    keys = [f"{prefix}/{f.name}".lstrip("/") for f in listing.files]
+    for d in listing.dirs:
+        keys += stored_files(storage, f"{prefix}/{d}".lstrip("/"))
+    return keys
 
 
 def test_upload_list_download_delete(alice, pid):
@@ -74,15 +99,14 @@ BAD_PATHS = ["/../x", "/a/../../b", "relative", "/a//b", "/a\\b", "/a\x00b", "/"
 
 @pytest.mark.parametrize("bad", BAD_PATHS)
 def test_path_escapes_are_refused_and_touch_nothing(alice, pid, api, bad):
-    store = api.settings.data_dir / "store"
-    before = sorted(str(p) for p in store.rglob("*") if p.is_file() or "projects" in p.parts)
+    storage = api.services.storage
+    before = sorted(stored_files(storage))
     assert upload(alice, pid, "f.txt", b"x", path=bad).status_code == 400
     assert listing(alice, pid, bad).status_code == 400
     assert alice.put("/path", data={"project_id": pid, "path": bad}).status_code == 400
     assert alice.delete("/path", data={"project_id": pid, "path": bad}).status_code == 400
-    after = sorted(str(p) for p in store.rglob("*") if p.is_file() or "projects" in p.parts)
-    assert before == after
-    assert not any(".." in p or "\\" in p for p in after)
+    assert sorted(stored_files(storage)) == before
+    assert storage.list_dir(f"projects/{pid}").dirs == []
 
 
 @pytest.mark.parametrize("bad", ["..", ".", "a/b", "a\\b", "n" * 129, "\x01ctl"])
@@ -98,7 +122,7 @@ def test_a_truncated_body_is_400_and_leaves_nothing(alice, pid, api):
     resp = alice.put(f"/project/{pid}/file", data=body, headers={"Content-Type": "multipart/form-data; boundary=xx"})
     assert resp.status_code == 400 and "multipart" in resp.get_json()["error"]
     assert listing(alice, pid).get_json()["count"] == 0
-    assert [p for p in (api.settings.data_dir / "store").rglob("*") if p.is_file()] == []
+    assert stored_files(api.services.storage) == []
 
 
 def test_upload_without_a_file_part_is_400(alice, pid):
@@ -116,9 +140,7 @@ def test_oversize_upload_is_413_and_leaves_nothing(alice, pid, api):
     resp = upload(alice, pid, "big.bin", b"\0" * (limit + 1))
     assert resp.status_code == 413 and "limit" in resp.get_json()["error"]
     assert listing(alice, pid).get_json()["count"] == 0
-    store = api.settings.data_dir / "store"
-    leftovers = [p for p in store.rglob("*") if p.is_file()]
-    assert leftovers == []
+    assert stored_files(api.services.storage) == []
 
 
 def test_oversize_upload_without_content_length_is_413(alice, pid, api):

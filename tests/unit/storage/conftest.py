@@ -8,26 +8,6 @@ from typing import Iterator
 import pytest
 
 from shared.storage import Storage, create_storage
-from tests.moto_server import start_moto_server
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint() -> Iterator[str]:
-    endpoint, stop = start_moto_server()
-    yield endpoint
-    stop()
-
-
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    """Dummy credentials, and no user AWS config that could point boto3 elsewhere."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
 
 
 @pytest.fixture

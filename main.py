@@ -1,7 +1,12 @@
 """Function targets. Each role is picked by ``functions-framework --target <role>``.
 
-Handlers are imported on first call, so a role loads only what it uses.
+Handlers are imported on first call, so a role loads only what it uses; the settings
+are read at start-up so a bad value stops the process with a message naming it.
 """
+
+from shared.config import get_settings
+
+get_settings()
 
 
 def api(request):

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     db_sub.add_parser("upgrade", help="apply every pending migration")
     db_sub.add_parser("current", help="print the schema revision")
     job = sub.add_parser("housekeeping", help="run a housekeeping job once")
-    job.add_argument("job", choices=["purge-projects"])
+    job.add_argument("job", choices=["purge-projects", "remove-stale-uploads"])
     args = parser.parse_args(argv)
 
     try:

@@ -42,7 +42,33 @@ def purge_deleted_projects(engine: "Engine", storage: "Storage") -> int:
     return len(pending)
 
 
-JOBS = {"purge-projects": purge_deleted_projects}
+STAGING = "uploads"
+STALE_AFTER_S = 6 * 3600
+
+
+def remove_stale_uploads(engine: "Engine", storage: "Storage", max_age_s: float = STALE_AFTER_S) -> int:
+    """Delete staged uploads a crashed request left behind; returns how many."""
+    import datetime as dt
+
+    from shared.db.base import utcnow
+
+    try:
+        listing = storage.list_dir(STAGING)
+    except FileNotFoundError:
+        return 0
+    cutoff = utcnow() - dt.timedelta(seconds=max_age_s)
+    removed = 0
+    for info in listing.files:
+        if info.modified < cutoff:  # younger ones may belong to an upload still running
+            try:
+                storage.delete(f"{STAGING}/{info.name}")
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+JOBS = {"purge-projects": purge_deleted_projects, "remove-stale-uploads": remove_stale_uploads}
 
 
 def run(name: str, engine: "Engine", storage: "Storage") -> int:

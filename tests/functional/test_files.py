@@ -238,3 +238,23 @@ def test_download_with_token(alice, pid, api, caller):
     upload(alice, other, "t.txt", b"other")
     wrong = anon.get(f"/project/{other}/file-with-token", query_string={"token": token, "file": "t.txt"})
     assert wrong.status_code == 403
+
+
+def test_stale_staged_uploads_are_removed_by_housekeeping(api):
+    """An upload a crash left in staging is removed once it is old; a fresh one is kept."""
+    import os
+    import time
+
+    from shared.services import housekeeping
+
+    storage = api.services.storage
+    storage.write(f"{housekeeping.STAGING}/old", [b"left by a crash"])
+    storage.write(f"{housekeeping.STAGING}/fresh", [b"still uploading"])
+    if storage.local_path("x") is not None:  # age the old one on disk
+        old = storage.local_path(f"{housekeeping.STAGING}/old")
+        os.utime(old, (time.time() - 7 * 3600,) * 2)
+        assert housekeeping.run("remove-stale-uploads", api.services.engine, storage) == 1
+        assert [f.name for f in storage.list_dir(housekeeping.STAGING).files] == ["fresh"]
+    else:  # S3 objects cannot be back-dated: everything older than 0 s is stale
+        assert housekeeping.remove_stale_uploads(api.services.engine, storage, max_age_s=-1) == 2
+        assert storage.list_dir(housekeeping.STAGING).files == []

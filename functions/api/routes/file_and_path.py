@@ -11,7 +11,7 @@ from functions.api.multipart import stream_form
 from functions.api.router import Router
 from shared.db.session import transaction
 from shared.errors import BadRequest, Forbidden, TooLarge
-from shared.services import files, projects
+from shared.services import files, housekeeping, projects
 from shared.services.projects import WRITE
 
 router = Router("file-and-path")
@@ -108,7 +108,7 @@ def add_file_to_project(ctx, project_id):
                 pass
             return None
         # Staged first: the target (path, as_filename) may arrive after the file part.
-        key = f"uploads/{uuid.uuid4()}"
+        key = f"{housekeeping.STAGING}/{uuid.uuid4()}"
         staged.append(key)
         return filename, storage.write(key, chunks)
 

@@ -101,6 +101,7 @@ def run(settings: Settings) -> int:
             self.cfg.set("threads", 16)
             self.cfg.set("timeout", 0)  # large uploads may take long
             self.cfg.set("graceful_timeout", 5)
+            self.cfg.set("control_socket_disable", True)  # one shared path would clash between stacks
             self.cfg.set("accesslog", "-")
             self.cfg.set("post_worker_init", lambda worker: start_housekeeping(settings, stop))
 

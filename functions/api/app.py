@@ -7,7 +7,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.exceptions import MethodNotAllowed, NotFound as RouteNotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound as RouteNotFound
 from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Response
 
@@ -73,6 +73,8 @@ class Api:
             result = route.view(ctx, **args)
         except DmError as exc:
             return error_response(exc.message, exc.status)
+        except HTTPException as exc:  # werkzeug's own, e.g. 416 for an unsatisfiable Range
+            return error_response(exc.description or exc.name, exc.code or 500)
         except Exception:
             log.exception("Unhandled error in %s %s", request.method, request.path)
             return error_response("Internal server error", 500)

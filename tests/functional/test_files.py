@@ -258,3 +258,15 @@ def test_stale_staged_uploads_are_removed_by_housekeeping(api):
     else:  # S3 objects cannot be back-dated: everything older than 0 s is stale
         assert housekeeping.remove_stale_uploads(api.services.engine, storage, max_age_s=-1) == 2
         assert storage.list_dir(housekeeping.STAGING).files == []
+
+
+def test_ranges_are_honoured_and_a_bad_range_is_416(alice, pid, api):
+    upload(alice, pid, "r.bin", b"0123456789")
+    q = {"file": "r.bin"}
+    part = alice.get(f"/project/{pid}/file", query_string=q, headers={"Range": "bytes=2-4"})
+    if api.services.storage.local_path("x") is None:
+        assert part.status_code == 200 and part.get_data() == b"0123456789"  # S3 streams it whole
+        return
+    assert part.status_code == 206 and part.get_data() == b"234"
+    bad = alice.get(f"/project/{pid}/file", query_string=q, headers={"Range": "bytes=50-60"})
+    assert bad.status_code == 416 and bad.get_json()["error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -41,3 +42,15 @@ class AccountServer(Protocol):
 
     def registration(self) -> dict:
         """This Data Manager's merchant registration: merchant_id, name, registered."""
+
+
+PRODUCT_ID = re.compile(r"product-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def check_product_id(product_id: str) -> str:
+    """An Account Server product id (``product-<uuid>``), or BadRequest."""
+    from shared.errors import BadRequest
+
+    if not PRODUCT_ID.fullmatch(product_id):
+        raise BadRequest(f"'{product_id[:80]}' is not a product id (product-<uuid>)")
+    return product_id

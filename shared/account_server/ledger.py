@@ -99,11 +99,3 @@ class LedgerAccountServer:
             "project_tier_product_id": products["project_tier"],
             "dataset_storage_product_id": products["dataset_storage"],
         }
-
-
-def check_product_id(product_id: str) -> str:
-    import re
-
-    if not re.fullmatch(r"product-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", product_id):
-        raise BadRequest(f"'{product_id[:80]}' is not a product id (product-<uuid>)")
-    return product_id

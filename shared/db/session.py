@@ -33,8 +33,10 @@ def make_engine(url: str) -> "Engine":
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
-            # IMMEDIATE takes the write lock up front: no deadlock-prone lock upgrades.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Writers take the write lock up front (no deadlock-prone lock upgrades);
+            # readers stay concurrent under WAL.
+            readonly = conn.get_execution_options().get("dm_readonly", False)
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
@@ -59,9 +61,13 @@ def dispose_engines() -> None:
 
 
 @contextlib.contextmanager
-def transaction(engine: "Engine") -> Iterator["Session"]:
-    """A Session in one transaction: commit on exit, roll back on raise."""
+def transaction(engine: "Engine", *, readonly: bool = False) -> Iterator["Session"]:
+    """A Session in one transaction: commit on exit, roll back on raise.
+
+    ``readonly`` transactions do not take SQLite's write lock, so reads run side by side.
+    """
     from sqlalchemy.orm import Session
 
-    with Session(engine, expire_on_commit=False) as session, session.begin():
+    bind = engine.execution_options(dm_readonly=True) if readonly else engine
+    with Session(bind, expire_on_commit=False) as session, session.begin():
         yield session

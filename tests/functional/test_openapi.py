@@ -190,7 +190,7 @@ def _accepts(check):
 
 def test_path_and_name_patterns_match_the_checks():
     from shared.services import files, projects, users
-    from shared.account_server.ledger import check_product_id
+    from shared.account_server.base import check_product_id
 
     paths = ["", "/", "/a", "/a/", "/a/b", "/a/b/", "//", "/a//b", "a", "a/b", "/./a", "/a/.", "/a/..",
              "/../x", "/..a", "/a/...", "/.hidden", "/a\\b", "/" + "x" * 259, "/" + "x" * 260, "/a b/c"]

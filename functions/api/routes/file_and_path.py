@@ -11,8 +11,11 @@ from functions.api.multipart import stream_form
 from functions.api.router import Router
 from shared.db.session import transaction
 from shared.errors import BadRequest, Forbidden, TooLarge
-from shared.services import files, housekeeping, projects
-from shared.services.projects import WRITE
+from shared.lazy import lazy
+
+files = lazy("shared.services.files")
+housekeeping = lazy("shared.services.housekeeping")
+projects = lazy("shared.services.projects")
 
 router = Router("file-and-path")
 CALLBACK_TOKEN = re.compile(r"[A-Za-z0-9]{22}")
@@ -25,7 +28,7 @@ def get_files(ctx):
     project_id = ctx.param("project_id", required=True)
     path = files.check_path(ctx.param("path", "/"))
     include_hidden = ctx.flag("include_hidden")
-    with transaction(ctx.engine) as s:
+    with transaction(ctx.engine, readonly=True) as s:
         project = projects.load(s, ctx.user, project_id)
     listing = files.list_path(ctx.storage, project.id, path, owner=project.creator, include_hidden=include_hidden)
     return {"project_id": project.id, **listing}
@@ -37,8 +40,8 @@ def delete_unmanaged_file(ctx):
     project_id = ctx.param("project_id", required=True)
     path = files.check_path(ctx.param("path", "/"))
     name = files.check_name(ctx.param("file", required=True))
-    with transaction(ctx.engine) as s:
-        project = projects.load(s, ctx.user, project_id, WRITE)
+    with transaction(ctx.engine, readonly=True) as s:
+        project = projects.load(s, ctx.user, project_id, projects.WRITE)
     delta = files.delete_file(ctx.storage, project.id, path, name)
     with transaction(ctx.engine) as s:
         projects.add_size(s, project.id, delta)
@@ -52,8 +55,8 @@ def move_file(ctx):
     src_path = files.check_path(ctx.param("src_path", "/"))
     dst_path = files.check_path(ctx.param("dst_path")) if ctx.param("dst_path") else src_path
     dst_name = files.check_name(ctx.param("dst_file") or name)
-    with transaction(ctx.engine) as s:
-        project = projects.load(s, ctx.user, project_id, WRITE)
+    with transaction(ctx.engine, readonly=True) as s:
+        project = projects.load(s, ctx.user, project_id, projects.WRITE)
     files.move_file(ctx.storage, project.id, src_path, name, dst_path, dst_name)
 
 
@@ -62,8 +65,8 @@ def create_path(ctx):
     """Create a directory (and any missing parents) in a Project."""
     project_id = ctx.param("project_id", required=True)
     path = files.check_path(ctx.param("path", required=True))
-    with transaction(ctx.engine) as s:
-        project = projects.load(s, ctx.user, project_id, WRITE)
+    with transaction(ctx.engine, readonly=True) as s:
+        project = projects.load(s, ctx.user, project_id, projects.WRITE)
     files.make_path(ctx.storage, project.id, path)
 
 
@@ -72,8 +75,8 @@ def delete_path(ctx):
     """Delete a directory and everything beneath it."""
     project_id = ctx.param("project_id", required=True)
     path = files.check_path(ctx.param("path", required=True))
-    with transaction(ctx.engine) as s:
-        project = projects.load(s, ctx.user, project_id, WRITE)
+    with transaction(ctx.engine, readonly=True) as s:
+        project = projects.load(s, ctx.user, project_id, projects.WRITE)
     delta = files.delete_path(ctx.storage, project.id, path)
     with transaction(ctx.engine) as s:
         projects.add_size(s, project.id, delta)
@@ -85,8 +88,8 @@ def move_path(ctx):
     project_id = ctx.param("project_id", required=True)
     src = files.check_path(ctx.param("src_path", required=True))
     dst = files.check_path(ctx.param("dst_path", required=True))
-    with transaction(ctx.engine) as s:
-        project = projects.load(s, ctx.user, project_id, WRITE)
+    with transaction(ctx.engine, readonly=True) as s:
+        project = projects.load(s, ctx.user, project_id, projects.WRITE)
     files.move_path(ctx.storage, project.id, src, dst)
 
 
@@ -97,8 +100,8 @@ def add_file_to_project(ctx, project_id):
     limit = ctx.settings.max_upload_bytes
     if request.content_length is not None and request.content_length > limit + MULTIPART_SLACK:
         raise TooLarge(f"The upload is larger than the limit of {limit} bytes")
-    with transaction(ctx.engine) as s:
-        project = projects.load(s, ctx.user, project_id, WRITE)
+    with transaction(ctx.engine, readonly=True) as s:
+        project = projects.load(s, ctx.user, project_id, projects.WRITE)
     storage = ctx.storage
     staged: list[str] = []
 
@@ -152,7 +155,7 @@ def get_project_file(ctx, project_id):
     """Download a Project file."""
     path = files.check_path(ctx.param("path", "/"))
     name = files.check_name(ctx.param("file", required=True))
-    with transaction(ctx.engine) as s:
+    with transaction(ctx.engine, readonly=True) as s:
         project = projects.load(s, ctx.user, project_id)
     return _download(ctx, project.id, path, name)
 
@@ -167,7 +170,7 @@ def get_project_file_with_token(ctx, project_id):
     name = files.check_name(ctx.param("file", required=True))
     if not CALLBACK_TOKEN.fullmatch(token):
         raise Forbidden("The token is not valid for this project")
-    with transaction(ctx.engine) as s:
+    with transaction(ctx.engine, readonly=True) as s:
         grant = s.get(ProjectToken, token)
         project = s.get(Project, project_id) if grant else None
         if grant is None or grant.project_id != project_id or project is None or project.deleted:

@@ -1,10 +1,12 @@
 """Projects and their membership."""
 
 from functions.api.router import Router
-from shared.account_server.ledger import check_product_id
+from shared.account_server.base import check_product_id
 from shared.db.session import transaction
-from shared.services import projects
+from shared.lazy import lazy
 from shared.services.background import after_response
+
+projects = lazy("shared.services.projects")
 
 router = Router("project")
 
@@ -13,7 +15,7 @@ router = Router("project")
 def get_projects(ctx):
     """The Projects the caller can see."""
     name = ctx.param("project_name")
-    with transaction(ctx.engine) as s:
+    with transaction(ctx.engine, readonly=True) as s:
         items = projects.list_visible(s, ctx.user, name)
     return {"count": len(items), "projects": items}
 
@@ -34,7 +36,7 @@ def create_project(ctx):
 @router.get("/project/<project_id>")
 def get_project(ctx, project_id):
     """One Project."""
-    with transaction(ctx.engine) as s:
+    with transaction(ctx.engine, readonly=True) as s:
         return projects.detail(s, projects.load(s, ctx.user, project_id))
 
 

@@ -2,7 +2,9 @@
 
 from functions.api.router import Router
 from shared.db.session import transaction
-from shared.services import tasks
+from shared.lazy import lazy
+
+tasks = lazy("shared.services.tasks")
 
 router = Router("task")
 
@@ -17,7 +19,7 @@ def get_tasks(ctx):
         exclude_purpose=ctx.param("exclude_purpose"),
         project_id=ctx.param("project_id"),
     )
-    with transaction(ctx.engine) as s:
+    with transaction(ctx.engine, readonly=True) as s:
         items = tasks.list_tasks(s, ctx.user, **filters)
     return {"count": len(items), "tasks": items}
 
@@ -27,7 +29,7 @@ def get_task(ctx, task_id):
     """One task with its states and (paged) events."""
     limit = ctx.integer("event_limit", minimum=0) or None
     prior = ctx.integer("event_prior_ordinal", 0, minimum=0)
-    with transaction(ctx.engine) as s:
+    with transaction(ctx.engine, readonly=True) as s:
         return tasks.detail(s, tasks.get_visible(s, ctx.user, task_id), prior_ordinal=prior, limit=limit)
 
 

@@ -2,7 +2,9 @@
 
 from functions.api.router import Router
 from shared.db.session import transaction
-from shared.services import users
+from shared.lazy import lazy
+
+users = lazy("shared.services.users")
 
 router = Router("user")
 
@@ -10,7 +12,7 @@ router = Router("user")
 @router.get("/user")
 def get_users(ctx):
     """Users who have used the Data Manager and are not private."""
-    with transaction(ctx.engine) as s:
+    with transaction(ctx.engine, readonly=True) as s:
         items = users.list_users(s)
     return {"count": len(items), "users": items}
 
@@ -18,7 +20,7 @@ def get_users(ctx):
 @router.get("/user/account")
 def get_user_account(ctx):
     """The caller's account."""
-    with transaction(ctx.engine) as s:
+    with transaction(ctx.engine, readonly=True) as s:
         return users.account(s, ctx.user)
 
 

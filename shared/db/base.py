@@ -56,4 +56,5 @@ def iso(value: dt.datetime | None) -> str | None:
     """ISO-8601 UTC text as the API shows timestamps."""
     if value is None:
         return None
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is several times faster than strftime, and listings format many
+    return value.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"

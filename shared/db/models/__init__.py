@@ -1,11 +1,13 @@
 """All tables; importing this module registers them on `Base.metadata`."""
 
+from shared.db.models.counter import ChangeCounter
 from shared.db.models.ledger import LedgerOrganisation, LedgerProduct, LedgerUnit, LedgerUnitMember
 from shared.db.models.project import Project, ProjectMember, ProjectToken
 from shared.db.models.task import Task, TaskEvent, TaskState
 from shared.db.models.user import User
 
 __all__ = [
+    "ChangeCounter",
     "LedgerOrganisation",
     "LedgerProduct",
     "LedgerUnit",

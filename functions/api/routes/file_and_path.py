@@ -116,7 +116,7 @@ def add_file_to_project(ctx, project_id):
         return filename, storage.write(key, chunks)
 
     try:
-        fields, parts = stream_form(request.content_type or "", request.stream, on_file, limit)
+        fields, parts = stream_form(request, on_file, limit)
         if not parts.get("file"):
             raise BadRequest("The 'file' part is required")
         filename, size = parts["file"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import signal
 import socket
@@ -110,13 +111,16 @@ class Function:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # gunicorn: quick shutdown of master and workers
+            t0 = time.perf_counter()
+            self.proc.send_signal(signal.SIGTERM)  # gunicorn: graceful stop (SIGINT can deadlock a gthread worker)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 for p in reversed(self.process_tree()):
                     p.kill()
                 self.proc.wait(10)
+            if time.perf_counter() - t0 > 2:
+                print(f"  (note: stopping pid {self.proc.pid} took {time.perf_counter() - t0:.1f} s)\n{self.log()}")
         self._log.close()
 
     def __enter__(self):
@@ -150,6 +154,7 @@ class Identity:
         from shared.auth.users import load_users
         from shared.config import Settings
 
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no request log lines
         holder = {}
         root = DispatcherMiddleware(Response("not here", 404), {"/auth": lambda e, s: holder["app"](e, s)})
         self.server = make_server("127.0.0.1", 0, root, threaded=True)
@@ -211,6 +216,17 @@ class Report:
         self.name = name
         self.figures: dict[str, object] = {}
         self.targets: list[dict] = []
+        self.busy_check()
+
+    def busy_check(self, seconds: float = 1.0) -> None:
+        """Other work on the machine skews every figure: measure the CPU in use before starting."""
+        import psutil
+
+        busy = psutil.cpu_percent(interval=seconds)
+        self.figures["cpu_busy_before_percent"] = busy
+        if busy > 15:
+            print(f"  WARNING: the machine is {busy:.0f}% busy before the benchmark starts; "
+                  "figures will be skewed", flush=True)
 
     def figure(self, key: str, value, text: str) -> None:
         self.figures[key] = value
@@ -219,7 +235,7 @@ class Report:
     def target(self, label: str, value: float, op: str, limit: float, unit: str = "") -> bool:
         ok = value <= limit if op == "<=" else value >= limit if op == ">=" else value < limit
         self.targets.append({"target": label, "value": value, "op": op, "limit": limit, "unit": unit, "pass": ok})
-        print(f"  [{'PASS' if ok else 'FAIL'}] {label}: {value:.3g}{unit} (target {op} {limit:g}{unit})", flush=True)
+        print(f"  [{'PASS' if ok else 'FAIL'}] {label}: {value:.3g}{unit} (target {op} {limit:.3g}{unit})", flush=True)
         return ok
 
     def save(self) -> Path:

@@ -1,0 +1,209 @@
+"""A 512 MiB upload through PUT /data-manager-api/project/{id}/file vs a plain file copy.
+
+The source file (random bytes) and both destinations live on one filesystem (the temp
+DM_DATA_DIR). Each of 3 rounds: sync, time ``shutil.copyfile``; sync, time the upload
+(multipart ``path`` field then ``file`` part, streamed from the file with a precomputed
+Content-Length); check the stored file's size and SHA-256; delete both outputs. Round 0 is
+an untimed warm-up: in a VM the first writes of 512 MiB touch fresh memory and are slow
+for whichever goes first; later rounds reuse the freed pages. Meanwhile
+psutil samples the api's process tree (gunicorn master and worker) every 10 ms: peak RSS
+minus the baseline taken after a warm-up upload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import _common as c
+
+SIZE = 512 * 1024**2
+ROUNDS = 3
+TARGET_SPEED_RATIO, TARGET_RSS_MIB = 0.5, 100
+BLOCK = 1024**2
+MiB = 1024**2
+
+
+def make_source(path: Path, size: int) -> str:
+    """Random bytes; their SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "wb") as f:
+        for _ in range(size // (8 * MiB)):
+            chunk = os.urandom(8 * MiB)
+            digest.update(chunk)
+            f.write(chunk)
+    return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 * MiB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class MultipartBody:
+    """A file-like multipart/form-data body: text fields, then one file part read lazily."""
+
+    def __init__(self, fields: dict[str, str], field: str, path: Path, filename: str):
+        self.boundary = f"bench-{uuid.uuid4().hex}"
+        b = self.boundary
+        head = "".join(f'--{b}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in fields.items())
+        head += (f'--{b}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+                 "Content-Type: application/octet-stream\r\n\r\n")
+        self._parts = [head.encode(), open(path, "rb"), f"\r\n--{b}--\r\n".encode()]
+        self.length = len(self._parts[0]) + os.path.getsize(path) + len(self._parts[2])
+        self.content_type = f"multipart/form-data; boundary={b}"
+
+    def read(self, n: int = -1) -> bytes:
+        while self._parts:
+            part = self._parts[0]
+            if isinstance(part, bytes):
+                data, rest = (part, b"") if n < 0 else (part[:n], part[n:])
+                self._parts[0] = rest
+            else:
+                data = part.read(n)
+            if data:
+                return data
+            if not isinstance(part, bytes):
+                part.close()
+            self._parts.pop(0)
+        return b""
+
+
+def upload(api: c.Function, token: str, project_id: str, source: Path, name: str) -> dict:
+    body = MultipartBody({"path": "/"}, "file", source, name)
+    conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=600, blocksize=BLOCK)
+    try:
+        conn.request("PUT", f"/data-manager-api/project/{project_id}/file", body=body, headers={
+            "Authorization": f"Bearer {token}", "Content-Type": body.content_type,
+            "Content-Length": str(body.length)})
+        resp = conn.getresponse()
+        text = resp.read().decode(errors="replace")
+    finally:
+        conn.close()
+    if resp.status != 201:
+        raise RuntimeError(f"upload answered {resp.status}: {text[:300]}")
+    return json.loads(text) if text else {}
+
+
+def delete(api: c.Function, token: str, project_id: str, name: str) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=60)
+    conn.request("DELETE", f"/data-manager-api/file?project_id={project_id}&path=/&file={name}",
+                 headers={"Authorization": f"Bearer {token}"})
+    resp = conn.getresponse()
+    resp.read()
+    conn.close()
+    if resp.status != 204:
+        raise RuntimeError(f"delete answered {resp.status}")
+
+
+class RssSampler:
+    """Samples the summed RSS of a process tree every 10 ms in a thread; ``peak`` is the maximum."""
+
+    def __init__(self, function: c.Function, interval: float = 0.010):
+        self.function, self.interval = function, interval
+        self.peak = self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def rss(self) -> int:
+        total = 0
+        for p in self.function.process_tree():
+            try:
+                total += p.memory_info().rss
+            except Exception:  # noqa: BLE001 - a process that just ended
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            self.samples += 1
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss())
+
+
+def main() -> c.Report:
+    report = c.Report("upload")
+    with tempfile.TemporaryDirectory(prefix="dm-bench-") as tmp:
+        tmp = Path(tmp)
+        data = tmp / "data"
+        identity = c.Identity(tmp)
+        facts = c.prepare_data_dir(data, identity.issuer)
+        token = identity.token("alice")
+        source = data / "source.bin"
+        print(f"creating a {SIZE // MiB} MiB source file ...", flush=True)
+        source_sha = make_source(source, SIZE)
+        small = data / "small.bin"
+        make_source(small, 8 * MiB)
+
+        copies, uploads, growths = [], [], []
+        with c.api_function(data, identity.issuer) as api:
+            api.wait_200(c.API_VERSION)
+            [pid] = c.create_projects(api.url, token, facts["users"]["alice"]["project_tier_product_id"], 1)
+            upload(api, token, pid, small, "warm-up.bin")  # imports and buffers in place
+            time.sleep(0.2)
+            baseline = RssSampler(api).rss()
+            stored = data / "store" / "projects" / pid / "big.bin"
+            for i in range(ROUNDS + 1):
+                copy_to = data / "copy.bin"
+                os.sync()
+                t0 = time.perf_counter()
+                shutil.copyfile(source, copy_to)
+                copied = time.perf_counter() - t0
+                copy_to.unlink()
+
+                os.sync()
+                with RssSampler(api) as sampler:
+                    t0 = time.perf_counter()
+                    upload(api, token, pid, source, "big.bin")
+                    uploaded = time.perf_counter() - t0
+                if i:
+                    copies.append(copied)
+                    uploads.append(uploaded)
+                    growths.append(sampler.peak - baseline)
+                ok = stored.stat().st_size == SIZE and sha256_of(stored) == source_sha
+                if not ok:
+                    raise RuntimeError("the stored file differs from the source")
+                delete(api, token, pid, "big.bin")
+                print(f"  round {i}: copy {copied:.2f} s, upload {uploaded:.2f} s, "
+                      f"peak RSS growth {(sampler.peak - baseline) / MiB:.1f} MiB ({sampler.samples} samples), "
+                      f"size and SHA-256 match{'' if i else ' (warm-up)'}", flush=True)
+        identity.stop()
+
+    copy_s, upload_s = c.median(copies), c.median(uploads)
+    copy_rate, upload_rate = SIZE / MiB / copy_s, SIZE / MiB / upload_s
+    growth = max(growths) / MiB
+    print("medians:")
+    report.figure("copy_mib_s", copy_rate, f"shutil.copyfile: {copy_s:.2f} s = {copy_rate:.0f} MiB/s")
+    report.figure("upload_mib_s", upload_rate, f"upload: {upload_s:.2f} s = {upload_rate:.0f} MiB/s")
+    report.figure("speed_ratio", upload_rate / copy_rate, f"upload / copy speed: {upload_rate / copy_rate:.2f}")
+    report.figure("baseline_rss_mib", baseline / MiB, f"api process tree RSS after warm-up: {baseline / MiB:.0f} MiB")
+    report.figure("peak_rss_growth_mib", growth, f"peak RSS growth during upload (max of {ROUNDS}): {growth:.1f} MiB")
+    report.figures["rounds_s"] = {"copy": [round(x, 3) for x in copies], "upload": [round(x, 3) for x in uploads]}
+    report.target("upload speed vs copy", upload_rate / copy_rate, ">=", TARGET_SPEED_RATIO, "x")
+    report.target("peak RSS growth", growth, "<", TARGET_RSS_MIB, " MiB")
+    report.save()
+    return report
+
+
+if __name__ == "__main__":
+    main()

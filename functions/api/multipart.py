@@ -106,7 +106,7 @@ class _Parser:
                 for _ in chunks:  # a consumer that stopped early: read past the rest
                     pass
 
-    def _part(self, limit: int) -> Iterator[memoryview]:
+    def _part(self, limit: int, too_large: Exception | None = None) -> Iterator[memoryview]:
         """The current part's data, up to (and past) the next delimiter."""
         keep = len(self.delimiter) - 1  # a delimiter may straddle two reads
         size = 0
@@ -116,7 +116,7 @@ class _Parser:
             if stop > self.start:
                 size += stop - self.start
                 if size > limit:
-                    raise TooLarge(f"The file is larger than the limit of {limit} bytes")
+                    raise too_large or TooLarge(f"The file is larger than the limit of {limit} bytes")
                 chunk = self.view[self.start:stop]
                 self.start = stop
                 yield chunk
@@ -127,7 +127,7 @@ class _Parser:
 
     def _field(self) -> str:
         data = bytearray()
-        for chunk in self._part(MAX_FIELD_BYTES):
+        for chunk in self._part(MAX_FIELD_BYTES, BadRequest("A form field is too long")):
             data += chunk
         try:
             return data.decode("utf-8")

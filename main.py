@@ -13,3 +13,9 @@ def api(request):
     from functions.api.app import handle
 
     return handle(request)
+
+
+def upload(request):
+    from functions.upload.handler import handle
+
+    return handle(request)

@@ -105,6 +105,8 @@ class Settings:
     users_file: str = ""  # development users; empty: alice, bob, carol and admin
     public_url: str = ""  # how clients reach the stack; empty: http://127.0.0.1:<port>
     log_level: str = "INFO"
+    broker_url: str = ""  # where events go (K_SINK in a cluster); empty: kept in the outbox
+    outbox_grace_s: int = 30  # undelivered events older than this are re-sent by `dm outbox redeliver`
 
     @property
     def base_url(self) -> str:
@@ -150,6 +152,8 @@ _VARIABLES: list[tuple[str, str, Callable[[str], Any]]] = [
     ("users_file", "DM_USERS_FILE", str),
     ("public_url", "DM_PUBLIC_URL", _url("DM_PUBLIC_URL")),
     ("log_level", "DM_LOG_LEVEL", _choice("DM_LOG_LEVEL", "DEBUG", "INFO", "WARNING", "ERROR")),
+    ("broker_url", "K_SINK", _url("K_SINK")),  # Knative's SinkBinding sets it
+    ("outbox_grace_s", "DM_OUTBOX_GRACE_S", _int("DM_OUTBOX_GRACE_S", 0)),
 ]
 
 VARIABLES = [var for _, var, _ in _VARIABLES]

@@ -75,7 +75,7 @@ def start_housekeeping(settings: Settings, stop: threading.Event) -> threading.T
         while not stop.is_set():
             for name in housekeeping.JOBS:
                 try:
-                    housekeeping.run(name, engine, storage)
+                    housekeeping.run(name, engine, storage, settings)
                 except Exception:
                     log.exception("Housekeeping job %s failed", name)
             stop.wait(HOUSEKEEPING_EVERY_S)
@@ -85,10 +85,80 @@ def start_housekeeping(settings: Settings, stop: threading.Event) -> threading.T
     return thread
 
 
+def serve_broker(port: int, services: dict[str, str], data_dir: Path) -> int:
+    """The local Broker: the Triggers in knative/ applied to the functions running here."""
+    import signal
+
+    from werkzeug.serving import make_server
+
+    from shared.events.router import Router, load_routing
+
+    routing = load_routing(sorted((ROOT / "knative").glob("*.yaml")))
+
+    def resolve(destination: dict) -> str | None:
+        name = (destination.get("ref") or {}).get("name")
+        base = services.get(name) if name else None
+        uri = destination.get("uri") or ""
+        if base is None:
+            return uri if uri.startswith("http") else None
+        return base.rstrip("/") + "/" + uri.lstrip("/")
+
+    router = Router(routing, resolve, dead_letter_file=Path(data_dir) / "dead-letters.jsonl")
+    router.start()
+    server = make_server("127.0.0.1", port, router.wsgi_app, threaded=True)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    log.info("Broker on port %s, delivering to %s", port, services)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        router.stop(5)
+    return 0
+
+
+def start_children(settings: Settings, broker_port: int, upload_port: int) -> list:
+    """The upload function and the broker, each its own process as in a cluster."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "K_SINK": f"http://127.0.0.1:{broker_port}"}
+    upload = subprocess.Popen(
+        [sys.executable, "-m", "functions_framework", "--target", "upload", "--source", str(ROOT / "main.py"),
+         "--host", "127.0.0.1", "--port", str(upload_port)], env=env, cwd=str(ROOT))
+    broker = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "broker", "--port", str(broker_port),
+         "--service", f"dm-upload=http://127.0.0.1:{upload_port}"], env=env, cwd=str(ROOT))
+    return [upload, broker]
+
+
+def stop_children(children: list, timeout: float = 10) -> None:
+    import subprocess
+
+    for child in children:
+        if child.poll() is None:
+            child.terminate()
+    for child in children:
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
 def run(settings: Settings) -> int:
+    import dataclasses
+    import os
+
     from gunicorn.app.base import BaseApplication
 
     facts = prepare(settings)
+    upload_port, broker_port = settings.port + 1, settings.port + 2
+    broker_url = f"http://127.0.0.1:{broker_port}"
+    os.environ["K_SINK"] = broker_url  # the api function reads it, as from a SinkBinding
+    settings = dataclasses.replace(settings, broker_url=broker_url)
+    facts.update(broker_url=broker_url, upload_url=f"http://127.0.0.1:{upload_port}")
+    (settings.data_dir / "local-stack.json").write_text(json.dumps(facts, indent=2) + "\n")
     print("Local stack:")
     print(json.dumps(facts, indent=2), flush=True)
     stop = threading.Event()
@@ -108,6 +178,10 @@ def run(settings: Settings) -> int:
         def load(self):
             return create_wsgi_app(settings)
 
-    Server().run()
-    stop.set()
+    children = start_children(settings, broker_port, upload_port)
+    try:
+        Server().run()
+    finally:
+        stop.set()
+        stop_children(children)
     return 0

@@ -22,10 +22,12 @@ _DISPOSITION = re.compile(rb"^content-disposition:(.*)$", re.IGNORECASE | re.MUL
 
 def stream_form(
     request,
-    on_file: Callable[[str, str, Iterator[memoryview]], object],
+    on_file: Callable[[str, str, Iterator[memoryview], dict[str, str]], object],
     max_file_bytes: int,
 ) -> tuple[dict[str, str], dict[str, object]]:
-    """Read a multipart body; each file part is handed to ``on_file(name, filename, chunks)``.
+    """Read a multipart body; each file part is handed to ``on_file(name, filename, chunks, fields)``.
+
+    ``fields`` holds the text fields read so far, so a consumer can refuse early.
 
     Returns the text fields and what ``on_file`` returned per file field. A chunk is
     only valid until the next one is asked for (the buffer is reused). A file part
@@ -102,13 +104,20 @@ class _Parser:
                 fields[name] = self._field()
             else:
                 chunks = self._part(max_file_bytes)
-                files[name] = on_file(name, filename, chunks)
+                files[name] = on_file(name, filename, chunks, fields)
                 for _ in chunks:  # a consumer that stopped early: read past the rest
                     pass
 
     def _part(self, limit: int, too_large: Exception | None = None) -> Iterator[memoryview]:
         """The current part's data, up to (and past) the next delimiter."""
         keep = len(self.delimiter) - 1  # a delimiter may straddle two reads
+        bare = self.delimiter[2:]
+        while self.end - self.start < len(bare) and not self.eof:
+            self.fill()
+        if self.buf.startswith(bare, self.start):
+            # an empty part some encoders write without the CRLF before the delimiter
+            self.start += len(bare)
+            return
         size = 0
         while True:
             i = self.buf.find(self.delimiter, self.start, self.end)

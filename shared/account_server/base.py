@@ -37,6 +37,13 @@ class AccountServer(Protocol):
         Unsupported (not a project-tier product) or Conflict (already claimed).
         """
 
+    def authorise_dataset_storage(self, principal: "Principal", unit_id: str) -> int:
+        """Check ``principal`` may store Datasets paid for by ``unit_id``; returns an authorisation code.
+
+        Raises NotFound (no such unit) or Forbidden (not a member, or the unit holds
+        no dataset-storage subscription).
+        """
+
     def namespace(self) -> str:
         """What identifies the Account Server in use ("" for none)."""
 
@@ -54,3 +61,15 @@ def check_product_id(product_id: str) -> str:
     if not PRODUCT_ID.fullmatch(product_id):
         raise BadRequest(f"'{product_id[:80]}' is not a product id (product-<uuid>)")
     return product_id
+
+
+UNIT_ID = re.compile(r"unit-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def check_unit_id(unit_id: str) -> str:
+    """An Account Server unit id (``unit-<uuid>``), or BadRequest."""
+    from shared.errors import BadRequest
+
+    if not UNIT_ID.fullmatch(unit_id):
+        raise BadRequest(f"'{unit_id[:80]}' is not a unit id (unit-<uuid>)")
+    return unit_id

@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
 
-from shared.account_server.base import PROJECT_TIER, ProductGrant
+from shared.account_server.base import DATASET_STORAGE, PROJECT_TIER, ProductGrant
 from shared.errors import Conflict, DmError, Forbidden, NotFound, Unsupported
 
 if TYPE_CHECKING:
@@ -55,6 +55,15 @@ class HttpAccountServer:
             raise Forbidden(f"You are not a member of the unit of product {product_id}")
         org = body.get("organisation") or {}
         return ProductGrant(product_id, product.get("flavour"), unit.get("id", ""), org.get("id"))
+
+    def authorise_dataset_storage(self, principal: "Principal", unit_id: str) -> int:
+        unit = self._get(f"/unit/{unit_id}", principal.token)
+        if not (unit.get("caller_is_member") or principal.is_admin):
+            raise Forbidden(f"You are not a member of unit {unit_id}")
+        products = self._get(f"/product/unit/{unit_id}", principal.token).get("products") or []
+        if not any((p.get("product") or {}).get("type") == DATASET_STORAGE for p in products):
+            raise Forbidden(f"Unit {unit_id} has no dataset-storage subscription")
+        return 0  # the real grant travels on the merchant channel, which this client does not speak
 
     def namespace(self) -> str:
         return self.settings.account_server_namespace

@@ -35,6 +35,12 @@ DEFAULT_ORGANISATION = "Default Organisation"
 _NAMESPACE = uuid.UUID("6f1c1e7e-2f0a-4a53-9a4e-7d3c3b1b9d11")
 
 
+def _authorisation_code() -> int:
+    import secrets
+
+    return 1 + secrets.randbelow(2_147_483_647)  # as-api.md §4: 1 … 2,147,483,647
+
+
 def _stable_id(prefix: str, *parts: str) -> str:
     # The same user gets the same unit and products on every fresh install.
     return f"{prefix}-{uuid.uuid5(_NAMESPACE, '/'.join(parts))}"
@@ -61,6 +67,18 @@ class LedgerAccountServer:
             if product.type != PROJECT_TIER:
                 raise Unsupported(f"Product {product_id} is not a project-tier subscription")
             return ProductGrant(product.id, product.flavour, unit.id, unit.organisation_id)
+
+    def authorise_dataset_storage(self, principal: "Principal", unit_id: str) -> int:
+        with transaction(self.engine, readonly=True) as s:
+            if s.get(LedgerUnit, unit_id) is None:
+                raise NotFound(f"Unit {unit_id} does not exist")
+            if s.get(LedgerUnitMember, (unit_id, principal.username)) is None:
+                raise Forbidden(f"You are not a member of unit {unit_id}")
+            product = s.scalar(select(LedgerProduct).where(LedgerProduct.unit_id == unit_id,
+                                                           LedgerProduct.type == DATASET_STORAGE))
+            if product is None:
+                raise Forbidden(f"Unit {unit_id} has no dataset-storage subscription")
+        return _authorisation_code()
 
     def namespace(self) -> str:
         return self.settings.account_server_namespace or "built-in-ledger"

@@ -28,7 +28,7 @@ def _loop(services, job: str) -> None:
 
     while True:
         try:
-            housekeeping.run(job, services.engine, services.storage)
+            housekeeping.run(job, services.engine, services.storage, services.settings)
         except Exception:  # the timer or the monitor will try again
             log.exception("Background job %s failed", job)
         with _lock:

@@ -14,12 +14,13 @@ from shared.db.session import transaction
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from shared.config import Settings
     from shared.storage.base import Storage
 
 log = logging.getLogger("dm.housekeeping")
 
 
-def purge_deleted_projects(engine: "Engine", storage: "Storage") -> int:
+def purge_deleted_projects(engine: "Engine", storage: "Storage", settings: "Settings | None" = None) -> int:
     """Remove the storage of deleted Projects, then forget them; returns how many."""
     from shared.db.models import Task
     from shared.services import projects, tasks
@@ -46,7 +47,8 @@ STAGING = "uploads"
 STALE_AFTER_S = 6 * 3600
 
 
-def remove_stale_uploads(engine: "Engine", storage: "Storage", max_age_s: float = STALE_AFTER_S) -> int:
+def remove_stale_uploads(engine: "Engine", storage: "Storage", settings: "Settings | None" = None,
+                         max_age_s: float = STALE_AFTER_S) -> int:
     """Delete staged uploads a crashed request left behind; returns how many."""
     import datetime as dt
 
@@ -68,8 +70,21 @@ def remove_stale_uploads(engine: "Engine", storage: "Storage", max_age_s: float 
     return removed
 
 
-JOBS = {"purge-projects": purge_deleted_projects, "remove-stale-uploads": remove_stale_uploads}
+def redeliver_events(engine: "Engine", storage: "Storage", settings: "Settings | None" = None) -> int:
+    """Send the outbox's events the broker has not accepted yet (it was down, or we crashed)."""
+    from shared.events import outbox
+
+    if settings is None or not settings.broker_url:
+        return 0
+    return outbox.redeliver(engine, settings.broker_url, settings.outbox_grace_s)
 
 
-def run(name: str, engine: "Engine", storage: "Storage") -> int:
-    return JOBS[name](engine, storage)
+JOBS = {
+    "purge-projects": purge_deleted_projects,
+    "remove-stale-uploads": remove_stale_uploads,
+    "redeliver-events": redeliver_events,
+}
+
+
+def run(name: str, engine: "Engine", storage: "Storage", settings: "Settings | None" = None) -> int:
+    return JOBS[name](engine, storage, settings)

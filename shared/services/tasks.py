@@ -80,6 +80,10 @@ def set_state(
     return bool(moved)
 
 
+def state_of(s: "Session", task_id: str) -> str | None:
+    return s.scalar(select(Task.state).where(Task.id == task_id))
+
+
 def _visible(s: "Session", principal: "Principal"):
     """Tasks the caller owns, or of Projects the caller is a member of."""
     if users.sees_everything(s, principal):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from werkzeug.wrappers import Response
-
+from functions.api.download import stored_file_response
 from functions.api.multipart import stream_form
 from functions.api.router import Router
 from shared.db.session import transaction
@@ -105,7 +104,7 @@ def add_file_to_project(ctx, project_id):
     storage = ctx.storage
     staged: list[str] = []
 
-    def on_file(field: str, filename: str, chunks) -> tuple[str, int] | None:
+    def on_file(field: str, filename: str, chunks, fields) -> tuple[str, int] | None:
         if field != "file":
             for _ in chunks:  # not ours: read past it
                 pass
@@ -134,20 +133,10 @@ def add_file_to_project(ctx, project_id):
         projects.add_size(s, project.id, delta)
 
 
-def _download(ctx, project_id: str, path: str, name: str) -> Response:
+def _download(ctx, project_id: str, path: str, name: str):
     info = files.stat_file(ctx.storage, project_id, path, name)
     key = files.project_key(project_id, path, name)
-    mimetype = files.mime_type(name)
-    local = ctx.storage.local_path(key)
-    if local is not None:
-        from werkzeug.utils import send_file
-
-        return send_file(local, ctx.request.environ, mimetype=mimetype, as_attachment=True,
-                         download_name=name, conditional=True, etag=False)
-    response = Response(ctx.storage.open(key), mimetype=mimetype, direct_passthrough=True)
-    response.headers["Content-Length"] = str(info.size)
-    response.headers.set("Content-Disposition", "attachment", filename=name)
-    return response
+    return stored_file_response(ctx, key, name, files.mime_type(name), info.size)
 
 
 @router.get("/project/<project_id>/file")

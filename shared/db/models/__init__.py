@@ -1,6 +1,8 @@
 """All tables; importing this module registers them on `Base.metadata`."""
 
 from shared.db.models.counter import ChangeCounter
+from shared.db.models.dataset import Dataset, DatasetEditor, DatasetVersion
+from shared.db.models.event import InboxEvent, OutboxEvent
 from shared.db.models.ledger import LedgerOrganisation, LedgerProduct, LedgerUnit, LedgerUnitMember
 from shared.db.models.project import Project, ProjectMember, ProjectToken
 from shared.db.models.task import Task, TaskEvent, TaskState
@@ -8,6 +10,11 @@ from shared.db.models.user import User
 
 __all__ = [
     "ChangeCounter",
+    "Dataset",
+    "DatasetEditor",
+    "DatasetVersion",
+    "InboxEvent",
+    "OutboxEvent",
     "LedgerOrganisation",
     "LedgerProduct",
     "LedgerUnit",

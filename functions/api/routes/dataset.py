@@ -1,0 +1,126 @@
+"""Datasets: uploads (handed to the upload function as events), versions, downloads, types."""
+
+from __future__ import annotations
+
+import uuid
+
+from functions.api.download import stored_file_response
+from functions.api.multipart import stream_form
+from functions.api.router import Router
+from shared.account_server.base import check_unit_id
+from shared.db.session import transaction
+from shared.errors import BadRequest, TooLarge
+from shared.lazy import lazy
+
+datasets = lazy("shared.services.datasets")
+files = lazy("shared.services.files")
+housekeeping = lazy("shared.services.housekeeping")
+types = lazy("shared.datasets.types")
+outbox = lazy("shared.events.outbox")
+MULTIPART_SLACK = 64 * 1024
+
+router = Router("dataset")
+
+
+@router.get("/type")
+def get_file_types(ctx):
+    """The supported dataset and file types."""
+    return types.types_response()
+
+
+def _check_target(ctx, fields: dict[str, str], filename: str) -> dict:
+    """Everything about an upload that can be refused without its content."""
+    mime = fields.get("dataset_type") or ""
+    if not mime:
+        raise BadRequest("The 'dataset_type' field is required")
+    file_type = types.get_type(mime)
+    if not file_type.uploadable:
+        raise BadRequest(f"{mime} files can be attached to projects but not uploaded as datasets")
+    mime = file_type.mime  # the catalogue's spelling, whatever case was sent
+    name = files.check_name(fields.get("as_filename") or filename, limit=files.MAX_UPLOAD_NAME)
+    types.check_filename(mime, name)
+    unit_id = check_unit_id(fields.get("unit_id") or "")
+    dataset_id = datasets.check_dataset_id(fields.get("dataset_id"))
+    return {"mime": mime, "name": name, "unit_id": unit_id, "dataset_id": dataset_id}
+
+
+@router.post("/dataset", status=201)
+def upload_dataset(ctx):
+    """Upload a file as a new Dataset or a new version of one; a task processes it."""
+    request = ctx.request
+    limit = ctx.settings.max_upload_bytes
+    if request.content_length is not None and request.content_length > limit + MULTIPART_SLACK:
+        raise TooLarge(f"The upload is larger than the limit of {limit} bytes")
+    storage = ctx.storage
+    staged: list[str] = []
+
+    def on_file(field, filename, chunks, fields):
+        if field != "dataset_file":
+            return None
+        if staged:
+            raise BadRequest("Send one 'dataset_file' part per upload")
+        if "dataset_type" in fields and "unit_id" in fields:
+            _check_target(ctx, fields, filename)  # refuse before storing anything
+        key = f"{housekeeping.STAGING}/{uuid.uuid4()}"
+        staged.append(key)
+        return filename, storage.write(key, chunks)
+
+    try:
+        fields, parts = stream_form(request, on_file, limit)
+        if not parts.get("dataset_file"):
+            raise BadRequest("The 'dataset_file' part is required")
+        filename, size = parts["dataset_file"]
+        if size == 0:
+            raise BadRequest("The file is empty")
+        target = _check_target(ctx, fields, filename)
+        code = ctx.account_server.authorise_dataset_storage(ctx.user, target["unit_id"])
+        with transaction(ctx.engine) as s:
+            version, task_id, event_id = datasets.begin_upload(
+                s, ctx.user, dataset_id=target["dataset_id"], unit_id=target["unit_id"],
+                mime_type=target["mime"], file_name=target["name"], source_ref=filename,
+                staged_key=staged[0], format_extra_variables=fields.get("format_extra_variables"),
+                authorisation_code=code)
+        staged.clear()  # the upload function owns it now
+    finally:
+        for key in staged:
+            try:
+                storage.delete(key)
+            except FileNotFoundError:
+                pass
+    outbox.deliver(ctx.engine, ctx.settings.broker_url, [event_id])  # after the commit; redelivered if it fails
+    return {"dataset_id": version.dataset_id, "dataset_version": version.version, "task_id": task_id}
+
+
+@router.get("/dataset")
+def get_datasets(ctx):
+    """The Datasets the caller owns or edits (uploads in progress are not shown)."""
+    owners = [o for o in (ctx.param("owners") or "").split(",") if o]
+    username = ctx.param("username")
+    if username:
+        owners = owners + [username]
+    with transaction(ctx.engine, readonly=True) as s:
+        items = datasets.list_visible(s, ctx.user, mime_type=ctx.param("dataset_mime_type"), owners=owners,
+                                      include_deleted=ctx.flag("include_deleted"))
+    return {"count": len(items), "datasets": items}
+
+
+@router.get("/dataset/<dataset_id>/versions")
+def get_versions(ctx, dataset_id):
+    """All (finished) versions of one Dataset."""
+    with transaction(ctx.engine, readonly=True) as s:
+        return datasets.versions(s, ctx.user, dataset_id, include_deleted=ctx.flag("include_deleted"))
+
+
+@router.get("/dataset/<dataset_id>/<int:dataset_version>")
+def download_dataset(ctx, dataset_id, dataset_version):
+    """Download one Dataset version."""
+    with transaction(ctx.engine, readonly=True) as s:
+        version = datasets.usable_version(s, ctx.user, dataset_id, dataset_version)
+    return stored_file_response(ctx, version.storage_key, version.file_name, version.mime_type, version.size)
+
+
+@router.get("/digest/dataset/<dataset_digest>")
+def get_dataset_digest(ctx, dataset_digest):
+    """Find a Dataset version by its SHA-256 digest."""
+    with transaction(ctx.engine, readonly=True) as s:
+        return datasets.by_digest(s, ctx.user, dataset_digest)

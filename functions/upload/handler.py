@@ -1,0 +1,136 @@
+"""The upload function: stream staged content into the dataset store and finish the task.
+
+Work that cannot sit in one short transaction (streaming), so the version row is the
+lease: the work runs only while the version is COPYING, and finishing is a guarded
+UPDATE. A redelivered event finds the version past COPYING and does nothing twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+
+from shared.config import get_settings
+from shared.events.consumer import EventView, PermanentFailure, claim, handle as dispatch
+
+log = logging.getLogger("dm.upload")
+CONSUMER = "upload"
+
+
+class Services:
+    @functools.cached_property
+    def settings(self):
+        return get_settings()
+
+    @functools.cached_property
+    def engine(self):
+        from shared.db.session import get_engine
+
+        return get_engine(self.settings.sqlalchemy_url)
+
+    @functools.cached_property
+    def storage(self):
+        from shared.storage import create_storage
+
+        return create_storage(self.settings.storage_url, self.settings.s3_endpoint_url)
+
+
+services = Services()
+
+
+def on_dataset_upload(event: EventView) -> None:
+    from sqlalchemy import select, update
+
+    from shared.datasets import types
+    from shared.db.base import utcnow
+    from shared.db.models import DatasetVersion
+    from shared.db.session import transaction
+    from shared.errors import Unprocessable
+    from shared.services import tasks
+
+    data = event.data if isinstance(event.data, dict) else {}
+    try:
+        task_id, dataset_id, number, staged = (data["task_id"], data["dataset_id"], int(data["version"]),
+                                               data["staged_key"])
+    except (KeyError, TypeError, ValueError):
+        raise PermanentFailure("The event lacks task_id, dataset_id, version or staged_key") from None
+    engine, storage = services.engine, services.storage
+    with transaction(engine) as s:
+        version = s.scalar(select(DatasetVersion).where(DatasetVersion.dataset_id == dataset_id,
+                                                        DatasetVersion.version == number))
+        if version is None:
+            raise PermanentFailure(f"Dataset {dataset_id} has no version {number}")
+        if version.processing_stage != "COPYING":
+            claim(s, CONSUMER, event)
+            return  # handled before: a redelivery
+        if tasks.state_of(s, task_id) == "PENDING":  # a redelivery after a crash is already STARTED
+            tasks.set_state(s, task_id, "STARTED", None)
+        tasks.add_event(s, task_id, f"Copying {version.file_name} into the dataset store")
+        key, mime, file_name = version.storage_key, version.mime_type, version.file_name
+
+    digest = hashlib.sha256()
+    validator = types.validator_for(mime, file_name)
+
+    def checked_chunks():
+        for chunk in storage.open(staged):
+            digest.update(chunk)
+            validator.feed(chunk)  # a bad file stops the write: nothing is stored
+            yield chunk
+
+    try:
+        size = storage.write(key, checked_chunks())
+        validator.finish()
+    except Unprocessable as exc:
+        _discard(storage, key)
+        _fail(engine, task_id, dataset_id, number, f"{file_name} is not a valid {mime} file: {exc.message}")
+        _discard(storage, staged)
+        return
+    except FileNotFoundError:
+        _fail(engine, task_id, dataset_id, number, "The uploaded content was lost before it could be stored")
+        return
+    with transaction(engine) as s:
+        now = utcnow()
+        moved = s.execute(update(DatasetVersion).where(
+            DatasetVersion.dataset_id == dataset_id, DatasetVersion.version == number,
+            DatasetVersion.processing_stage == "COPYING").values(
+            processing_stage="DONE", size=size, digest=digest.hexdigest(), records=validator.records,
+            published=now, last_updated=now)).rowcount
+        if moved:
+            tasks.add_event(s, task_id, f"Stored {size} bytes, SHA-256 {digest.hexdigest()}")
+            tasks.set_state(s, task_id, "SUCCESS", None, exit_code=0)
+            from shared.db.models import Task
+
+            s.execute(update(Task).where(Task.id == task_id).values(processing_stage="DONE"))
+        claim(s, CONSUMER, event)
+    _discard(storage, staged)
+
+
+def _fail(engine, task_id: str, dataset_id: str, number: int, reason: str) -> None:
+    from sqlalchemy import update
+
+    from shared.db.models import DatasetVersion, Task
+    from shared.db.session import transaction
+    from shared.services import tasks
+
+    log.info("Upload of %s/%s failed: %s", dataset_id, number, reason)
+    with transaction(engine) as s:
+        s.execute(update(DatasetVersion).where(
+            DatasetVersion.dataset_id == dataset_id, DatasetVersion.version == number,
+            DatasetVersion.processing_stage == "COPYING").values(processing_stage="FAILED"))
+        s.execute(update(Task).where(Task.id == task_id).values(processing_stage="FAILED"))
+        tasks.set_state(s, task_id, "FAILURE", reason, exit_code=1)
+
+
+def _discard(storage, key: str) -> None:
+    try:
+        storage.delete(key)
+    except FileNotFoundError:
+        pass
+
+
+HANDLERS = {"dm.dataset.upload.v1": on_dataset_upload}
+
+
+def handle(request):
+    return dispatch(request, HANDLERS)

@@ -1,0 +1,1 @@
+"""Events: the outbox, consumers, and the local stand-in for the Broker."""

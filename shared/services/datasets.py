@@ -1,0 +1,181 @@
+"""Datasets and their versions (dm-api §2.2, §3.5)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from sqlalchemy import func, or_, select
+
+from shared.db.base import iso, new_id, utcnow
+from shared.db.models import Dataset, DatasetEditor, DatasetVersion
+from shared.db.models.dataset import HIDDEN_STAGES
+from shared.errors import BadRequest, Forbidden, NotFound
+from shared.events import outbox
+from shared.services import tasks, users
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from shared.auth.verify import Principal
+
+DATASET_ID = re.compile(r"dataset-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+DIGEST = re.compile(r"[0-9a-f]{64}")
+UPLOAD_EVENT = "dm.dataset.upload.v1"
+
+
+def check_dataset_id(dataset_id: str | None) -> str | None:
+    """A Dataset id, or None for the empty value that means "a new Dataset"."""
+    if not dataset_id:
+        return None
+    if not DATASET_ID.fullmatch(dataset_id):
+        raise BadRequest(f"'{dataset_id[:80]}' is not a dataset id (dataset-<uuid>)")
+    return dataset_id
+
+
+def storage_key(dataset_id: str, version: int, file_name: str) -> str:
+    return f"datasets/{dataset_id}/{version}/{file_name}"
+
+
+def _can_edit(s: "Session", dataset: Dataset, username: str) -> bool:
+    return dataset.owner == username or s.get(DatasetEditor, (dataset.id, username)) is not None
+
+
+def load(s: "Session", principal: "Principal", dataset_id: str, *, edit: bool = False) -> Dataset:
+    """A Dataset the caller may read (owner or editor); others are told it does not exist."""
+    if not DATASET_ID.fullmatch(dataset_id or ""):
+        raise NotFound(f"Dataset {dataset_id[:80]} does not exist")
+    dataset = s.get(Dataset, dataset_id)
+    readable = dataset is not None and (
+        _can_edit(s, dataset, principal.username) or (not edit and users.sees_everything(s, principal)))
+    if not readable:
+        raise NotFound(f"Dataset {dataset_id} does not exist")
+    return dataset
+
+
+def begin_upload(
+    s: "Session",
+    principal: "Principal",
+    *,
+    dataset_id: str | None,
+    unit_id: str,
+    mime_type: str,
+    file_name: str,
+    source_ref: str,
+    staged_key: str,
+    format_extra_variables: str | None,
+    authorisation_code: int | None,
+) -> tuple[DatasetVersion, str, str]:
+    """Record a new (hidden) version and queue the event that processes it.
+
+    Returns the version, its task id and the event id (to deliver after the commit).
+    """
+    now = utcnow()
+    if dataset_id is None:
+        dataset = Dataset(id=new_id("dataset"), owner=principal.username, unit_id=unit_id, created=now,
+                          name=file_name, description="", labels="[]", last_updated=now)
+        s.add(dataset)
+        s.flush()
+        number = 1
+    else:
+        dataset = load(s, principal, dataset_id, edit=True)
+        number = (s.scalar(select(func.max(DatasetVersion.version))
+                           .where(DatasetVersion.dataset_id == dataset.id)) or 0) + 1
+    task = tasks.create(s, purpose="DATASET", purpose_id=dataset.id, purpose_version=number,
+                        owner=principal.username, message=f"Uploading {file_name}")
+    task.processing_stage = "COPYING"
+    version = DatasetVersion(
+        dataset_id=dataset.id, version=number, owner=principal.username, file_name=file_name,
+        source_ref=source_ref, mime_type=mime_type, format_extra_variables=format_extra_variables,
+        processing_stage="COPYING", storage_key=storage_key(dataset.id, number, file_name), task_id=task.id,
+        authorisation_code=authorisation_code, created=now, last_updated=now,
+    )
+    s.add(version)
+    s.flush()
+    event = outbox.add(s, UPLOAD_EVENT, {"task_id": task.id, "dataset_id": dataset.id, "version": number,
+                                          "staged_key": staged_key}, subject=f"{dataset.id}/{number}")
+    return version, task.id, event.id
+
+
+def _version_out(v: DatasetVersion, *, detail: bool) -> dict:
+    out = {
+        "version": v.version,
+        "owner": v.owner,
+        "file_name": v.file_name,
+        "source_ref": v.source_ref,
+        "type": v.mime_type,
+        "published": iso(v.published or v.created),
+        "processing_stage": v.processing_stage,
+        "projects": [],
+        "size": v.size,
+        "labels": {},
+    }
+    for name in ("format_extra_variables", "authorisation_code", "deleting_user"):
+        if getattr(v, name) is not None:
+            out[name] = getattr(v, name)
+    if v.deleted is not None:
+        out["deleted"] = iso(v.deleted)
+    if detail:
+        out["project_files"] = []
+    return out
+
+
+def versions(s: "Session", principal: "Principal", dataset_id: str, include_deleted: bool = False) -> dict:
+    dataset = load(s, principal, dataset_id)
+    query = select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id,
+                                         DatasetVersion.processing_stage.not_in(HIDDEN_STAGES))
+    if not include_deleted:
+        query = query.where(DatasetVersion.deleted.is_(None))
+    items = [_version_out(v, detail=True) for v in s.scalars(query.order_by(DatasetVersion.version))]
+    editors = sorted(s.scalars(select(DatasetEditor.username).where(DatasetEditor.dataset_id == dataset.id)))
+    return {"dataset_id": dataset.id, "owner": dataset.owner, "editors": editors, "count": len(items),
+            "versions": items}
+
+
+def list_visible(s: "Session", principal: "Principal", *, mime_type: str | None = None,
+                 owners: list[str] | None = None, include_deleted: bool = False) -> list[dict]:
+    editable = select(DatasetEditor.dataset_id).where(DatasetEditor.username == principal.username)
+    query = select(Dataset).where(or_(Dataset.owner == principal.username, Dataset.id.in_(editable)))
+    if owners:
+        query = query.where(Dataset.owner.in_(owners))
+    out = []
+    for dataset in s.scalars(query.order_by(Dataset.created, Dataset.id)):
+        vq = select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id,
+                                          DatasetVersion.processing_stage.not_in(HIDDEN_STAGES))
+        if not include_deleted:
+            vq = vq.where(DatasetVersion.deleted.is_(None))
+        if mime_type:
+            vq = vq.where(DatasetVersion.mime_type == mime_type)
+        vs = [_version_out(v, detail=False) for v in s.scalars(vq.order_by(DatasetVersion.version))]
+        if vs:  # uploads still in progress are not shown
+            editors = sorted(s.scalars(select(DatasetEditor.username).where(DatasetEditor.dataset_id == dataset.id)))
+            out.append({"dataset_id": dataset.id, "editors": editors, "versions": vs})
+    return out
+
+
+def usable_version(s: "Session", principal: "Principal", dataset_id: str, version: int) -> DatasetVersion:
+    dataset = load(s, principal, dataset_id)
+    v = s.scalar(select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id,
+                                              DatasetVersion.version == version,
+                                              DatasetVersion.deleted.is_(None)))
+    if v is None or v.processing_stage == "FAILED":
+        raise NotFound(f"Dataset {dataset_id} has no version {version}")
+    if v.processing_stage in HIDDEN_STAGES:
+        raise Forbidden(f"Version {version} of dataset {dataset_id} is still being uploaded")
+    return v
+
+
+def by_digest(s: "Session", principal: "Principal", digest: str) -> dict:
+    if not DIGEST.fullmatch(digest):
+        raise BadRequest("A digest is 64 lower-case hexadecimal characters (SHA-256)")
+    editable = select(DatasetEditor.dataset_id).where(DatasetEditor.username == principal.username)
+    row = s.execute(
+        select(DatasetVersion.dataset_id, DatasetVersion.version)
+        .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
+        .where(DatasetVersion.digest == digest, DatasetVersion.deleted.is_(None),
+               DatasetVersion.processing_stage.not_in(HIDDEN_STAGES),
+               or_(Dataset.owner == principal.username, Dataset.id.in_(editable)))
+        .order_by(DatasetVersion.created).limit(1)).first()
+    if row is None:
+        raise NotFound(f"No dataset version has the digest {digest}")
+    return {"dataset_id": row.dataset_id, "dataset_version": row.version}

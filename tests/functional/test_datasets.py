@@ -1,0 +1,172 @@
+"""Dataset uploads through the api function and the upload function, joined by real CloudEvents."""
+
+import gzip
+import hashlib
+import io
+
+import pytest
+
+SDF = (
+    "ethanol\n  RDKit          2D\n\n  3  2  0  0  0  0  0  0  0  0999 V2000\n"
+    "    0.0000    0.0000    0.0000 C   0  0\n    1.2990    0.7500    0.0000 C   0  0\n"
+    "    2.5981   -0.0000    0.0000 O   0  0\n  1  2  1  0\n  2  3  1  0\nM  END\n$$$$\n"
+).encode()
+
+
+@pytest.fixture
+def upload_fn(api, monkeypatch):
+    """The upload function (its own functions-framework app) on the same database and store."""
+    import functions_framework
+
+    from functions.upload import handler
+    from tests.conftest import ROOT
+
+    class Same:
+        settings = api.settings
+        engine = api.services.engine
+        storage = api.services.storage
+
+    monkeypatch.setattr(handler, "services", Same())
+    return functions_framework.create_app(target="upload", source=str(ROOT / "main.py"),
+                                          signature_type="http").test_client()
+
+
+def pending_events(api):
+    from sqlalchemy import select
+
+    from shared.db.models import OutboxEvent
+    from shared.db.session import transaction
+
+    with transaction(api.services.engine) as s:
+        return list(s.scalars(select(OutboxEvent).where(OutboxEvent.delivered_at.is_(None))
+                              .order_by(OutboxEvent.created)))
+
+
+def deliver(upload_fn, event):
+    """POST an outbox event to the upload function as the broker would (binary mode)."""
+    from shared.events.outbox import binary_request
+
+    headers, body = binary_request(event)
+    return upload_fn.post("/", data=body, headers=headers)
+
+
+def post_dataset(who, data: bytes, name: str, mime: str, **fields):
+    form = {"dataset_type": mime, "unit_id": who.unit["unit_id"], **fields,
+            "dataset_file": (io.BytesIO(data), name)}
+    return who.post("/dataset", data=form, content_type="multipart/form-data")
+
+
+def test_upload_becomes_a_version_after_the_event(alice, api, upload_fn):
+    resp = post_dataset(alice, SDF, "ethanol.sdf", "chemical/x-mdl-sdfile")
+    assert resp.status_code == 201, resp.get_json()
+    body = resp.get_json()
+    assert set(body) == {"dataset_id", "dataset_version", "task_id"} and body["dataset_version"] == 1
+    # hidden until processed
+    assert alice.get(f"/dataset/{body['dataset_id']}/versions").get_json()["count"] == 0
+    assert alice.get("/dataset").get_json()["count"] == 0
+    (event,) = pending_events(api)
+    assert event.type == "dm.dataset.upload.v1"
+    assert deliver(upload_fn, event).status_code == 202
+    task = alice.get(f"/task/{body['task_id']}").get_json()
+    assert task["done"] is True and task["exit_code"] == 0, task
+    assert [s["state"] for s in task["states"]] == ["PENDING", "STARTED", "SUCCESS"]
+    versions = alice.get(f"/dataset/{body['dataset_id']}/versions").get_json()
+    (v,) = versions["versions"]
+    assert v["size"] == len(SDF) and v["processing_stage"] == "DONE" and v["type"] == "chemical/x-mdl-sdfile"
+    down = alice.get(f"/dataset/{body['dataset_id']}/1")
+    assert down.status_code == 200 and down.get_data() == SDF
+    digest = hashlib.sha256(SDF).hexdigest()
+    assert alice.get(f"/digest/dataset/{digest}").get_json() == {"dataset_id": body["dataset_id"], "dataset_version": 1}
+    # nothing staged is left behind
+    assert api.services.storage.list_dir("uploads").files == []
+
+
+def test_the_same_event_twice_makes_one_version(alice, api, upload_fn):
+    body = post_dataset(alice, SDF, "e.sdf", "chemical/x-mdl-sdfile").get_json()
+    (event,) = pending_events(api)
+    assert deliver(upload_fn, event).status_code == 202
+    assert deliver(upload_fn, event).status_code == 202
+    task = alice.get(f"/task/{body['task_id']}").get_json()
+    assert [s["state"] for s in task["states"]] == ["PENDING", "STARTED", "SUCCESS"]
+    assert alice.get(f"/dataset/{body['dataset_id']}/versions").get_json()["count"] == 1
+
+
+def test_a_new_version_of_an_existing_dataset(alice, api, upload_fn):
+    first = post_dataset(alice, SDF, "e.sdf", "chemical/x-mdl-sdfile").get_json()
+    second = post_dataset(alice, gzip.compress(SDF * 2), "e2.sdf.gz", "chemical/x-mdl-sdfile",
+                          dataset_id=first["dataset_id"]).get_json()
+    assert second["dataset_id"] == first["dataset_id"] and second["dataset_version"] == 2
+    for event in pending_events(api):
+        assert deliver(upload_fn, event).status_code == 202
+    versions = alice.get(f"/dataset/{first['dataset_id']}/versions").get_json()
+    assert [v["version"] for v in versions["versions"]] == [1, 2]
+
+
+def test_content_that_contradicts_its_type_fails_and_leaves_nothing(alice, api, upload_fn):
+    body = post_dataset(alice, b"a,b\n1,2\n", "not-really.sdf", "chemical/x-mdl-sdfile").get_json()
+    (event,) = pending_events(api)
+    assert deliver(upload_fn, event).status_code == 202
+    task = alice.get(f"/task/{body['task_id']}").get_json()
+    assert task["done"] is True and task["exit_code"] != 0
+    assert task["states"][-1]["state"] == "FAILURE" and "not a valid" in task["states"][-1]["message"]
+    assert alice.get(f"/dataset/{body['dataset_id']}/versions").get_json()["count"] == 0
+    assert alice.get(f"/dataset/{body['dataset_id']}/1").status_code == 404
+    storage = api.services.storage
+    assert storage.list_dir("uploads").files == []
+    assert not storage.is_dir(f"datasets/{body['dataset_id']}/1") or storage.list_dir(f"datasets/{body['dataset_id']}/1").files == []
+
+
+@pytest.mark.parametrize("fields, name, status", [
+    ({"dataset_type": "chemical/x-nope"}, "a.sdf", 415),
+    ({}, "a.csv", 415),  # an extension the SDF type does not allow
+    ({"unit_id": "unit-nope"}, "a.sdf", 400),
+    ({"unit_id": "unit-00000000-0000-0000-0000-000000000000"}, "a.sdf", 404),
+    ({"dataset_id": "dataset-nope"}, "a.sdf", 400),
+])
+def test_bad_uploads_are_refused_and_store_nothing(alice, api, fields, name, status):
+    fields = dict(fields)  # shared by the parametrised runs
+    resp = post_dataset(alice, SDF, name, fields.pop("dataset_type", "chemical/x-mdl-sdfile"), **fields)
+    assert resp.status_code == status, resp.get_json()
+    assert resp.get_json()["error"]
+    assert pending_events(api) == []
+    assert api.services.storage.list_dir("uploads").files == [] if api.services.storage.is_dir("uploads") else True
+
+
+def test_empty_file_is_refused(alice, api):
+    resp = post_dataset(alice, b"", "a.sdf", "chemical/x-mdl-sdfile")
+    assert resp.status_code == 400 and "empty" in resp.get_json()["error"]
+    assert pending_events(api) == []
+
+
+def test_another_users_unit_is_forbidden(alice, bob, api):
+    resp = bob.post("/dataset", data={"dataset_type": "chemical/x-mdl-sdfile", "unit_id": alice.unit["unit_id"],
+                                      "dataset_file": (io.BytesIO(SDF), "a.sdf")}, content_type="multipart/form-data")
+    assert resp.status_code == 403
+    assert pending_events(api) == []
+
+
+def test_other_users_cannot_see_or_add_versions(alice, bob, api, upload_fn):
+    body = post_dataset(alice, SDF, "e.sdf", "chemical/x-mdl-sdfile").get_json()
+    for event in pending_events(api):
+        deliver(upload_fn, event)
+    assert bob.get(f"/dataset/{body['dataset_id']}/versions").status_code == 404
+    assert bob.get(f"/dataset/{body['dataset_id']}/1").status_code == 404
+    assert post_dataset(bob, SDF, "e.sdf", "chemical/x-mdl-sdfile", dataset_id=body["dataset_id"]).status_code == 404
+
+
+def test_types_catalogue(alice):
+    body = alice.get("/type").get_json()
+    mimes = {t["mime"] for t in body["types"]}
+    assert body["count"] == len(body["types"])
+    assert {"chemical/x-mdl-sdfile", "text/csv", "chemical/x-daylight-smiles"} <= mimes
+
+
+def test_events_that_can_never_be_handled_are_4xx(upload_fn):
+    from cloudevents.conversion import to_binary
+    from cloudevents.http import CloudEvent
+
+    headers, body = to_binary(CloudEvent({"type": "dm.unknown.v1", "source": "/t"}, {"x": 1}))
+    assert upload_fn.post("/", data=body, headers=headers).status_code == 400
+    headers, body = to_binary(CloudEvent({"type": "dm.dataset.upload.v1", "source": "/t"}, {"x": 1}))
+    assert upload_fn.post("/", data=body, headers=headers).status_code == 422
+    assert upload_fn.post("/", data=b"not an event").status_code == 400

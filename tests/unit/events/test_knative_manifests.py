@@ -1,0 +1,113 @@
+"""The Broker and Triggers in knative/: well formed, routing the upload events to dm-upload,
+and readable by the local router (the one source of routing truth)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from shared.events.router import load_routing
+
+KNATIVE = Path(__file__).resolve().parents[3] / "knative"
+NAMESPACE = "data-manager"
+SERVING = "serving.knative.dev/v1"
+UPLOAD_TYPES = {"dm.dataset.upload.v1", "dm.dataset.import.v1", "dm.file.attach.v1", "dm.dataset.delete.v1"}
+PLANNED_SERVICES = {"dm-monitor", "dm-upload"}  # Services not (yet) in knative/
+DEAD_LETTER_SINK = {"ref": {"apiVersion": SERVING, "kind": "Service", "name": "dm-monitor"}, "uri": "/dead-letter"}
+
+
+def documents(*names: str) -> list[dict]:
+    paths = [KNATIVE / n for n in names] if names else sorted(KNATIVE.glob("*.yaml"))
+    return [doc for path in paths for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+
+
+def of_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d.get("kind") == kind]
+
+
+def test_every_manifest_parses_and_names_itself():
+    docs = documents()
+    assert docs
+    for doc in docs:
+        assert isinstance(doc.get("apiVersion"), str) and isinstance(doc.get("kind"), str), doc
+        assert isinstance(doc.get("metadata", {}).get("name"), str), doc
+
+
+def test_the_broker_is_durable_and_dead_letters_to_the_monitor():
+    docs = documents("broker.yaml")
+    [broker] = of_kind(docs, "Broker")
+    assert broker["apiVersion"] == "eventing.knative.dev/v1"
+    assert (broker["metadata"]["name"], broker["metadata"]["namespace"]) == ("default", NAMESPACE)
+    assert broker["metadata"]["annotations"]["eventing.knative.dev/broker.class"] == "RabbitMQBroker"
+    config = broker["spec"]["config"]
+    assert config == {"apiVersion": "eventing.knative.dev/v1alpha1", "kind": "RabbitmqBrokerConfig",
+                      "name": "dm-rabbitmq"}
+    assert broker["spec"]["delivery"] == {"retry": 10, "backoffPolicy": "exponential", "backoffDelay": "PT0.2S",
+                                          "deadLetterSink": DEAD_LETTER_SINK}
+
+    [rabbit] = of_kind(docs, "RabbitmqBrokerConfig")
+    assert rabbit["apiVersion"] == config["apiVersion"]
+    assert (rabbit["metadata"]["name"], rabbit["metadata"]["namespace"]) == (config["name"], NAMESPACE)
+    assert rabbit["spec"] == {"rabbitmqClusterReference": {"name": "rabbitmq", "namespace": "rabbitmq-system"},
+                              "queueType": "quorum"}
+
+
+def test_one_trigger_per_upload_type_to_dm_upload():
+    triggers = of_kind(documents("triggers.yaml"), "Trigger")
+    types = []
+    for t in triggers:
+        assert t["apiVersion"] == "eventing.knative.dev/v1"
+        assert t["metadata"]["namespace"] == NAMESPACE
+        spec = t["spec"]
+        assert spec["broker"] == "default"
+        [expression] = spec["filters"]
+        type_ = expression["exact"]["type"]
+        assert expression == {"exact": {"type": type_}}
+        # The RabbitMQ broker applies only the legacy dialect: both must say the same.
+        assert spec["filter"] == {"attributes": {"type": type_}}
+        assert spec["subscriber"] == {"ref": {"apiVersion": SERVING, "kind": "Service", "name": "dm-upload"}}
+        assert spec["delivery"] == {"retry": 5, "backoffPolicy": "exponential", "backoffDelay": "PT0.5S",
+                                    "timeout": "PT10M", "deadLetterSink": DEAD_LETTER_SINK}
+        types.append(type_)
+    assert sorted(types) == sorted(UPLOAD_TYPES)  # each exactly once
+
+
+def test_destinations_name_services_that_exist_or_are_planned():
+    docs = documents()
+    services = {d["metadata"]["name"] for d in of_kind(docs, "Service") if d["apiVersion"] == SERVING}
+    destinations = []
+    for doc in docs:
+        spec = doc.get("spec") or {}
+        if doc["kind"] == "Trigger":
+            destinations.append(spec["subscriber"])
+        if doc["kind"] in ("Trigger", "Broker") and (spec.get("delivery") or {}).get("deadLetterSink"):
+            destinations.append(spec["delivery"]["deadLetterSink"])
+    assert destinations
+    for destination in destinations:
+        ref = destination["ref"]
+        assert (ref["apiVersion"], ref["kind"]) == (SERVING, "Service")
+        assert ref["name"] in services | PLANNED_SERVICES, ref
+
+
+def test_the_local_router_reads_the_manifests():
+    load_routing(sorted(KNATIVE.glob("*.yaml")))  # everything in knative/ loads
+    routing = load_routing([KNATIVE / "broker.yaml", KNATIVE / "triggers.yaml"])
+    broker = routing.broker("default", NAMESPACE)
+    assert broker is not None and broker.broker_class == "RabbitMQBroker"
+    assert (broker.delivery.retry, broker.delivery.backoff_delay) == (10, 0.2)
+    for type_ in UPLOAD_TYPES:
+        [t] = routing.matching({"type": type_, "source": "/data-manager", "id": "1", "specversion": "1.0"})
+        assert t.subscriber["ref"]["name"] == "dm-upload"
+        delivery = routing.delivery_for(t)
+        assert (delivery.retry, delivery.backoff_policy, delivery.backoff_delay, delivery.timeout) == (
+            5, "exponential", 0.5, 600.0)
+        assert delivery.dead_letter_sink == DEAD_LETTER_SINK
+
+
+@pytest.mark.parametrize("type_", ["dm.dataset.upload.v2", "DM.DATASET.UPLOAD.V1", "dm.pod.message.v1",
+                                   "dm.dataset"])
+def test_other_types_reach_no_upload_trigger(type_):
+    routing = load_routing([KNATIVE / "broker.yaml", KNATIVE / "triggers.yaml"])
+    assert routing.matching({"type": type_, "source": "/data-manager", "id": "1", "specversion": "1.0"}) == []

@@ -107,6 +107,7 @@ class Settings:
     log_level: str = "INFO"
     broker_url: str = ""  # where events go (K_SINK in a cluster); empty: kept in the outbox
     outbox_grace_s: int = 30  # undelivered events older than this are re-sent by `dm outbox redeliver`
+    housekeeping_every_s: float = 10.0  # the local stack's timer for the monitor's jobs
 
     @property
     def base_url(self) -> str:
@@ -154,6 +155,7 @@ _VARIABLES: list[tuple[str, str, Callable[[str], Any]]] = [
     ("log_level", "DM_LOG_LEVEL", _choice("DM_LOG_LEVEL", "DEBUG", "INFO", "WARNING", "ERROR")),
     ("broker_url", "K_SINK", _url("K_SINK")),  # Knative's SinkBinding sets it
     ("outbox_grace_s", "DM_OUTBOX_GRACE_S", _int("DM_OUTBOX_GRACE_S", 0)),
+    ("housekeeping_every_s", "DM_HOUSEKEEPING_EVERY_S", _int("DM_HOUSEKEEPING_EVERY_S", 1)),
 ]
 
 VARIABLES = [var for _, var, _ in _VARIABLES]

@@ -14,7 +14,6 @@ from pathlib import Path
 from shared.config import API_PREFIX, Settings
 
 log = logging.getLogger("dm.stack")
-HOUSEKEEPING_EVERY_S = 10.0
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -78,7 +77,7 @@ def start_housekeeping(settings: Settings, stop: threading.Event) -> threading.T
                     housekeeping.run(name, engine, storage, settings)
                 except Exception:
                     log.exception("Housekeeping job %s failed", name)
-            stop.wait(HOUSEKEEPING_EVERY_S)
+            stop.wait(settings.housekeeping_every_s)
 
     thread = threading.Thread(target=loop, name="dm-housekeeping", daemon=True)
     thread.start()

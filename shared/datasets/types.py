@@ -115,7 +115,13 @@ _CATALOGUE = (
         True,
         _options("SMILES formatter options"),
     ),
-    FileType("text/csv", _exts(".csv"), "informaticsmatters/dm-format-csv:1", False, _options("CSV formatter options")),
+    FileType(
+        "text/csv",
+        _exts(".csv"),
+        "informaticsmatters/dm-format-csv:1",
+        False,
+        _options("CSV formatter options"),
+    ),
     FileType(
         "text/tab-separated-values",
         _exts(".tsv"),
@@ -123,7 +129,13 @@ _CATALOGUE = (
         False,
         _options("TSV formatter options"),
     ),
-    FileType("text/plain", _exts(".txt"), "informaticsmatters/dm-format-text:1", False, _options("Text formatter options")),
+    FileType(
+        "text/plain",
+        _exts(".txt"),
+        "informaticsmatters/dm-format-text:1",
+        False,
+        _options("Text formatter options"),
+    ),
     FileType(
         "application/octet-stream",
         _exts(".bin", ".dat"),
@@ -584,7 +596,7 @@ def _checker(mime: str, max_line: int) -> _Checker:
         return _TextChecker(max_line)
     if mime == "application/octet-stream":
         return _BinaryChecker()
-    raise Unsupported(f"No content check for type '{mime}'")  # pragma: no cover - catalogue and code agree
+    raise Unsupported(f"'{mime}' can only be a file's as_type; there is no upload check for it")
 
 
 class ContentValidator:
@@ -692,7 +704,8 @@ class ContentValidator:
             except zlib.error as exc:
                 reason = str(exc).rsplit(": ", 1)[-1]
                 if self.content_size == 0 and "header" in reason:
-                    raise Unprocessable(f"The file name ends in .gz but the content is not gzip data ({reason})") from None
+                    message = f"The file name ends in .gz but the content is not gzip data ({reason})"
+                    raise Unprocessable(message) from None
                 raise Unprocessable(f"The gzip data is corrupt ({reason})") from None
             if not z.eof:
                 return
@@ -719,7 +732,10 @@ def validate_chunks(mime: str, filename: str, chunks: Iterable[bytes], **options
     return validator
 
 
-def validate_bytes(mime: str, filename: str, data: bytes, *, chunk_size: int = 1 << 20, **options: Any) -> ContentValidator:
+def validate_bytes(
+    mime: str, filename: str, data: bytes, *, chunk_size: int = 1 << 20, **options: Any
+) -> ContentValidator:
     """Validate content already in memory, fed in `chunk_size` pieces."""
     view = memoryview(data)
-    return validate_chunks(mime, filename, (view[i : i + chunk_size] for i in range(0, len(view), chunk_size)), **options)
+    pieces = (view[i : i + chunk_size] for i in range(0, len(view), chunk_size))
+    return validate_chunks(mime, filename, pieces, **options)

@@ -170,3 +170,36 @@ def test_events_that_can_never_be_handled_are_4xx(upload_fn):
     headers, body = to_binary(CloudEvent({"type": "dm.dataset.upload.v1", "source": "/t"}, {"x": 1}))
     assert upload_fn.post("/", data=body, headers=headers).status_code == 422
     assert upload_fn.post("/", data=b"not an event").status_code == 400
+
+
+def test_a_storage_fault_half_way_is_retried_and_leaves_nothing(alice, api, upload_fn, monkeypatch):
+    """A passing fault answers 500 (the broker retries); nothing half-made is visible or stored."""
+    storage = api.services.storage
+    real_write = type(storage).write
+    calls = {"n": 0}
+
+    def failing_write(self, key, chunks):
+        if key.startswith("datasets/") and calls["n"] == 0:
+            calls["n"] += 1
+
+            def broken():
+                for i, chunk in enumerate(chunks):
+                    if i == 1:
+                        raise OSError("the disk went away")
+                    yield chunk
+            return real_write(self, key, broken())
+        return real_write(self, key, chunks)
+
+    monkeypatch.setattr(type(storage), "write", failing_write)
+    data = SDF * 12000  # about 3 MiB: several chunks, within the test limit
+    body = post_dataset(alice, data, "big.sdf", "chemical/x-mdl-sdfile").get_json()
+    (event,) = pending_events(api)
+    assert deliver(upload_fn, event).status_code == 500
+    assert alice.get(f"/dataset/{body['dataset_id']}/versions").get_json()["count"] == 0
+    assert not storage.exists(f"datasets/{body['dataset_id']}/1/big.sdf")
+    assert alice.get(f"/task/{body['task_id']}").get_json()["done"] is False
+    assert deliver(upload_fn, event).status_code == 202  # the broker's retry
+    task = alice.get(f"/task/{body['task_id']}").get_json()
+    assert task["exit_code"] == 0
+    assert [s["state"] for s in task["states"]] == ["PENDING", "STARTED", "SUCCESS"]
+    assert alice.get(f"/dataset/{body['dataset_id']}/1").get_data() == data

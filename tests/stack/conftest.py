@@ -101,7 +101,8 @@ def start(data_dir: Path, log_dir: Path, port: int | None = None) -> Stack:
     # give each stack its own so stacks (and a developer's `make run`) do not share it.
     runtime_dir = log_dir / "runtime"
     runtime_dir.mkdir(exist_ok=True)
-    env = stack_env(DM_PORT=str(port), DM_DATA_DIR=str(data_dir), XDG_RUNTIME_DIR=str(runtime_dir))
+    env = stack_env(DM_PORT=str(port), DM_DATA_DIR=str(data_dir), XDG_RUNTIME_DIR=str(runtime_dir),
+                    DM_OUTBOX_GRACE_S="1", DM_HOUSEKEEPING_EVERY_S="1")
     with open(log_dir / "stdout.txt", "wb") as out, open(log_dir / "stderr.txt", "wb") as err:
         process = subprocess.Popen([sys.executable, "-m", "shared.cli", "run"], cwd=ROOT, env=env,
                                    stdout=out, stderr=err, stdin=subprocess.DEVNULL)

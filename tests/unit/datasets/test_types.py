@@ -646,6 +646,159 @@ def test_max_content_size_stops_a_gzip_bomb():
         v.feed(bomb)
 
 
+# --- differential checks against simple references ----------------------------------------
+
+
+def _csv_reference(text: str, delimiter: str):
+    """The verdict the csv module gives (blank rows skipped), in stream order."""
+    import csv
+    import io
+
+    state = "start"  # a per-character scan, only to know whether the text ends inside quotes
+    for c in text.replace("\r", "\n"):
+        if state in ("start", "field"):
+            state = "quoted" if c == '"' and state == "start" else "start" if c in (delimiter, "\n") else "field"
+        elif state == "quoted":
+            state = "after" if c == '"' else "quoted"
+        else:
+            state = "quoted" if c == '"' else "start" if c in (delimiter, "\n") else "field"
+    rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if r]
+    if not rows:
+        return "no header"
+    for i, row in enumerate(rows):
+        if state == "quoted" and i == len(rows) - 1:
+            return "never closed"
+        if len(row) != len(rows[0]):
+            return "fields but"
+    return len(rows) - 1
+
+
+def _verdict(mime, filename, data, piece):
+    result = outcome(mime, filename, _pieces(data, piece))
+    if result[0] == "ok":
+        return result[1]
+    for key in ("never closed", "no header", "fields but", "field but"):
+        if key in result[2]:
+            return "fields but" if key == "field but" else key
+    return result[2]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_csv_and_tsv_agree_with_the_csv_module_on_random_text(seed):
+    import random
+
+    rng = random.Random(seed)
+    for _ in range(1500):
+        delimiter = rng.choice(",\t")
+        alphabet = ["a", "b", "xy", delimiter, delimiter, '"', '"', '""', "\n", "\n", "\r\n"]
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40)))
+        mime, name = (CSV, "a.csv") if delimiter == "," else (TSV, "a.tsv")
+        expected = _csv_reference(text, delimiter)
+        for piece in (1, 5, 1000):
+            assert _verdict(mime, name, text.encode(), piece) == expected, (text, piece)
+
+
+def _sdf_reference(text: str):
+    """A plain line-by-line reading of the SD-file rules."""
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()
+    records, index, blank, deferred = 0, 0, True, None
+    for n, line in enumerate(lines, 1):
+        terminator = line.startswith("$$$$") and not line[4:].strip()
+        if index < 3:
+            if terminator:
+                return f"line {n} ends a record"
+            blank = blank and not line.strip()
+        elif index == 3:
+            if "V2000" not in line and "V3000" not in line:
+                if not (blank and not line.strip()):
+                    return f"line {n} counts"
+                deferred = f"line {n} counts"
+        elif terminator:
+            if deferred:
+                return deferred
+            records, index, blank = records + 1, -1, True
+        index += 1
+    if not records:
+        return "no terminator"
+    last = [n for n, line in enumerate(lines, 1) if line.strip()][-1]
+    if lines[last - 1].rstrip() != "$$$$":
+        return deferred or f"line {last} terminator"
+    return records
+
+
+def _sdf_verdict(data: bytes, piece: int):
+    result = outcome(SDF, "a.sdf", _pieces(data, piece))
+    if result[0] == "ok":
+        return result[1]
+    message = result[2]
+    if "no '$$$$'" in message:
+        return "no terminator"
+    line = message.split()[1]
+    for key, short in (("ends a record", "ends a record"), ("counts line", "counts"), ("terminator", "terminator")):
+        if key in message:
+            return f"line {line} {short}"
+    return message
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sdf_agrees_with_a_line_by_line_reading_on_random_text(seed):
+    import random
+
+    rng = random.Random(seed)
+    vocabulary = ["title", "  1  0  0  0  0  0  0  0  0  0999 V2000", "  0  0 V3000", "M  END", "$$$$", "$$$$ ",
+                  "x$$$$", "$$$$x", "", "  ", "> <id>", "$", "\r"]
+    for _ in range(1500):
+        lines = [rng.choice(vocabulary) for _ in range(rng.randint(1, 30))]
+        if rng.random() < 0.5:  # mostly well-formed records, with some damage
+            lines = []
+            for _ in range(rng.randint(1, 4)):
+                lines += ["t", "p", "c", rng.choice(vocabulary[1:3] * 5 + vocabulary)]
+                lines += [rng.choice(vocabulary) for _ in range(rng.randint(0, 3))] + ["$$$$"]
+            lines += [""] * rng.randint(0, 5)
+        text = "\n".join(lines) + rng.choice(["", "\n"])
+        if not text:
+            continue
+        expected = _sdf_reference(text)
+        for piece in (1, 7, 1000):
+            assert _sdf_verdict(text.encode(), piece) == expected, (text, piece)
+
+
+def _smiles_reference(data: bytes):
+    records = 0
+    for n, line in enumerate(data.split(b"\n"), 1):
+        token = line.split(None, 1)
+        if not token or (n == 1 and token[0].lower() == b"smiles"):
+            continue
+        bad = token[0].translate(None, t._SMILES_ALLOWED)
+        if bad:
+            return f"line {n} {chr(bad[0])!r}"
+        records += 1
+    return records or "no SMILES"
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_smiles_agrees_with_a_line_by_line_reading_on_random_text(seed):
+    import random
+
+    rng = random.Random(seed)
+    vocabulary = ["CCO", "c1ccccc1 name, with comma", "  [NH4+]", "\tO=C=O x", "", " ", "\r", "smiles", "SMILES id",
+                  "C,C", "CCO\r", "C{C}", "C C", "N#N\t"]
+    for _ in range(1500):
+        data = "\n".join(rng.choice(vocabulary) for _ in range(rng.randint(1, 12))).encode() + rng.choice([b"", b"\n"])
+        expected = _smiles_reference(data)
+        for piece in (1, 6, 1000):
+            result = outcome(SMILES, "a.smi", _pieces(data, piece))
+            if result[0] == "ok":
+                assert result[1] == expected, (data, piece)
+            elif expected == "no SMILES" or not data.strip():
+                assert result[2] in ("The SMILES file contains no SMILES", "The file is empty"), (data, piece)
+            else:
+                line, char = result[2].split()[1], result[2].rsplit("unexpected ", 1)[1].rstrip(")")
+                assert f"line {line} {char}" == expected, (data, piece)
+
+
 def _pieces(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 

@@ -40,6 +40,16 @@ services = Services()
 
 
 def on_dataset_upload(event: EventView) -> None:
+    """An uploaded file, staged by the api: store it, then remove the staged copy."""
+    _store_version(event, "staged_key", discard_source=True)
+
+
+def on_dataset_import(event: EventView) -> None:
+    """A project file becoming a dataset version: copy it, leave the file in its project."""
+    _store_version(event, "source_key", discard_source=False)
+
+
+def _store_version(event: EventView, source_field: str, *, discard_source: bool) -> None:
     from sqlalchemy import select, update
 
     from shared.datasets import types
@@ -51,10 +61,10 @@ def on_dataset_upload(event: EventView) -> None:
 
     data = event.data if isinstance(event.data, dict) else {}
     try:
-        task_id, dataset_id, number, staged = (data["task_id"], data["dataset_id"], int(data["version"]),
-                                               data["staged_key"])
+        task_id, dataset_id, number, source = (data["task_id"], data["dataset_id"], int(data["version"]),
+                                               data[source_field])
     except (KeyError, TypeError, ValueError):
-        raise PermanentFailure("The event lacks task_id, dataset_id, version or staged_key") from None
+        raise PermanentFailure(f"The event lacks task_id, dataset_id, version or {source_field}") from None
     engine, storage = services.engine, services.storage
     with transaction(engine) as s:
         version = s.scalar(select(DatasetVersion).where(DatasetVersion.dataset_id == dataset_id,
@@ -73,7 +83,7 @@ def on_dataset_upload(event: EventView) -> None:
     validator = types.validator_for(mime, file_name)
 
     def checked_chunks():
-        for chunk in storage.open(staged):
+        for chunk in storage.open(source):
             digest.update(chunk)
             validator.feed(chunk)  # a bad file stops the write: nothing is stored
             yield chunk
@@ -84,10 +94,11 @@ def on_dataset_upload(event: EventView) -> None:
     except Unprocessable as exc:
         _discard(storage, key)
         _fail(engine, task_id, dataset_id, number, f"{file_name} is not a valid {mime} file: {exc.message}")
-        _discard(storage, staged)
+        if discard_source:
+            _discard(storage, source)
         return
     except FileNotFoundError:
-        _fail(engine, task_id, dataset_id, number, "The uploaded content was lost before it could be stored")
+        _fail(engine, task_id, dataset_id, number, "The file to store was gone before it could be stored")
         return
     with transaction(engine) as s:
         now = utcnow()
@@ -103,7 +114,35 @@ def on_dataset_upload(event: EventView) -> None:
 
             s.execute(update(Task).where(Task.id == task_id).values(processing_stage="DONE"))
         claim(s, CONSUMER, event)
-    _discard(storage, staged)
+    if discard_source:
+        _discard(storage, source)
+
+
+def on_dataset_delete(event: EventView) -> None:
+    """Remove a deleted version's content, then finish its removal task."""
+    from sqlalchemy import select, update
+
+    from shared.db.models import DatasetVersion, Task
+    from shared.db.session import transaction
+    from shared.services import tasks
+
+    data = event.data if isinstance(event.data, dict) else {}
+    try:
+        task_id, dataset_id, number = data["task_id"], data["dataset_id"], int(data["version"])
+    except (KeyError, TypeError, ValueError):
+        raise PermanentFailure("The event lacks task_id, dataset_id or version") from None
+    engine, storage = services.engine, services.storage
+    with transaction(engine, readonly=True) as s:
+        version = s.scalar(select(DatasetVersion).where(DatasetVersion.dataset_id == dataset_id,
+                                                        DatasetVersion.version == number))
+    if version is None or version.deleted is None:
+        raise PermanentFailure(f"Dataset {dataset_id} has no deleted version {number}")
+    # content first, then the record: a crash in between repeats a harmless delete
+    _discard(storage, version.storage_key)
+    with transaction(engine) as s:
+        s.execute(update(Task).where(Task.id == task_id).values(processing_stage="DONE"))
+        tasks.set_state(s, task_id, "SUCCESS", "The version's content is removed", exit_code=0)
+        claim(s, CONSUMER, event)
 
 
 def _fail(engine, task_id: str, dataset_id: str, number: int, reason: str) -> None:
@@ -129,7 +168,11 @@ def _discard(storage, key: str) -> None:
         pass
 
 
-HANDLERS = {"dm.dataset.upload.v1": on_dataset_upload}
+HANDLERS = {
+    "dm.dataset.upload.v1": on_dataset_upload,
+    "dm.dataset.import.v1": on_dataset_import,
+    "dm.dataset.delete.v1": on_dataset_delete,
+}
 
 
 def handle(request):

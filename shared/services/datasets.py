@@ -62,14 +62,18 @@ def begin_upload(
     mime_type: str,
     file_name: str,
     source_ref: str,
-    staged_key: str,
+    staged_key: str | None = None,
+    source_key: str | None = None,
     format_extra_variables: str | None,
     authorisation_code: int | None,
 ) -> tuple[DatasetVersion, str, str]:
     """Record a new (hidden) version and queue the event that processes it.
 
-    Returns the version, its task id and the event id (to deliver after the commit).
+    The content comes from ``staged_key`` (an upload, removed once stored) or from
+    ``source_key`` (a project file, left in place). Returns the version, its task id
+    and the event id (to deliver after the commit).
     """
+    assert (staged_key is None) != (source_key is None)
     now = utcnow()
     if dataset_id is None:
         dataset = Dataset(id=new_id("dataset"), owner=principal.username, unit_id=unit_id, created=now,
@@ -92,8 +96,11 @@ def begin_upload(
     )
     s.add(version)
     s.flush()
-    event = outbox.add(s, UPLOAD_EVENT, {"task_id": task.id, "dataset_id": dataset.id, "version": number,
-                                          "staged_key": staged_key}, subject=f"{dataset.id}/{number}")
+    payload = {"task_id": task.id, "dataset_id": dataset.id, "version": number}
+    if staged_key is not None:
+        event = outbox.add(s, UPLOAD_EVENT, {**payload, "staged_key": staged_key}, subject=f"{dataset.id}/{number}")
+    else:
+        event = outbox.add(s, IMPORT_EVENT, {**payload, "source_key": source_key}, subject=f"{dataset.id}/{number}")
     return version, task.id, event.id
 
 
@@ -179,3 +186,49 @@ def by_digest(s: "Session", principal: "Principal", digest: str) -> dict:
     if row is None:
         raise NotFound(f"No dataset version has the digest {digest}")
     return {"dataset_id": row.dataset_id, "dataset_version": row.version}
+
+
+IMPORT_EVENT = "dm.dataset.import.v1"
+DELETE_EVENT = "dm.dataset.delete.v1"
+
+
+def add_editor(s: "Session", principal: "Principal", dataset_id: str, username: str) -> None:
+    dataset = load(s, principal, dataset_id, edit=True)
+    users.check_username(username)
+    if username != dataset.owner and s.get(DatasetEditor, (dataset.id, username)) is None:
+        s.add(DatasetEditor(dataset_id=dataset.id, username=username))
+
+
+def remove_editor(s: "Session", principal: "Principal", dataset_id: str, username: str) -> None:
+    dataset = load(s, principal, dataset_id, edit=True)
+    if username == dataset.owner:
+        raise BadRequest("The owner of a dataset always keeps access")
+    editor = s.get(DatasetEditor, (dataset.id, username))
+    if editor is None:
+        raise NotFound(f"{username} is not an editor of dataset {dataset.id}")
+    s.delete(editor)
+
+
+def begin_delete(s: "Session", principal: "Principal", dataset_id: str, number: int) -> tuple[str, str]:
+    """Hide a version at once and queue the event that removes its content; returns task and event ids."""
+    from sqlalchemy import update
+
+    dataset = load(s, principal, dataset_id, edit=True)
+    version = s.scalar(select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id,
+                                                    DatasetVersion.version == number,
+                                                    DatasetVersion.deleted.is_(None)))
+    if version is None or version.processing_stage == "FAILED":
+        raise NotFound(f"Dataset {dataset_id} has no version {number}")
+    if version.processing_stage in HIDDEN_STAGES:
+        raise Forbidden(f"Version {number} of dataset {dataset_id} is still being uploaded")
+    moved = s.execute(update(DatasetVersion).where(DatasetVersion.id == version.id, DatasetVersion.deleted.is_(None))
+                      .values(deleted=utcnow(), deleting_user=principal.username,
+                              processing_stage="DELETING")).rowcount
+    if not moved:  # a concurrent delete won
+        raise NotFound(f"Dataset {dataset_id} has no version {number}")
+    task = tasks.create(s, purpose="DATASET", purpose_id=dataset.id, purpose_version=number,
+                        owner=principal.username, removal=True, message=f"Deleting version {number}")
+    task.processing_stage = "DELETING"
+    event = outbox.add(s, DELETE_EVENT, {"task_id": task.id, "dataset_id": dataset.id, "version": number},
+                       subject=f"{dataset.id}/{number}")
+    return task.id, event.id

@@ -203,3 +203,98 @@ def test_a_storage_fault_half_way_is_retried_and_leaves_nothing(alice, api, uplo
     assert task["exit_code"] == 0
     assert [s["state"] for s in task["states"]] == ["PENDING", "STARTED", "SUCCESS"]
     assert alice.get(f"/dataset/{body['dataset_id']}/1").get_data() == data
+
+
+def finish(api, upload_fn):
+    for event in pending_events(api):
+        assert deliver(upload_fn, event).status_code == 202
+
+
+def test_a_project_file_becomes_a_dataset_and_stays_in_its_project(alice, api, upload_fn):
+    pid = alice.create_project("Source")
+    alice.put(f"/project/{pid}/file", data={"path": "/in", "file": (io.BytesIO(SDF), "mol.sdf")},
+              content_type="multipart/form-data")
+    resp = alice.put("/dataset", data={"project_id": pid, "path": "/in", "file_name": "mol.sdf",
+                                       "dataset_type": "chemical/x-mdl-sdfile"})
+    assert resp.status_code == 201, resp.get_json()
+    body = resp.get_json()
+    (event,) = pending_events(api)
+    assert event.type == "dm.dataset.import.v1"
+    finish(api, upload_fn)
+    assert alice.get(f"/task/{body['task_id']}").get_json()["exit_code"] == 0
+    assert alice.get(f"/dataset/{body['dataset_id']}/1").get_data() == SDF
+    # the project file is still there
+    assert alice.get(f"/project/{pid}/file", query_string={"path": "/in", "file": "mol.sdf"}).get_data() == SDF
+    # a new version from another project file
+    alice.put(f"/project/{pid}/file", data={"path": "/in", "file": (io.BytesIO(SDF * 2), "mol2.sdf")},
+              content_type="multipart/form-data")
+    again = alice.put("/dataset", data={"project_id": pid, "path": "/in", "file_name": "mol2.sdf",
+                                        "dataset_type": "chemical/x-mdl-sdfile", "dataset_id": body["dataset_id"]})
+    assert again.get_json()["dataset_version"] == 2
+    finish(api, upload_fn)
+    versions = alice.get(f"/dataset/{body['dataset_id']}/versions").get_json()["versions"]
+    assert [(v["version"], v["size"]) for v in versions] == [(1, len(SDF)), (2, 2 * len(SDF))]
+
+
+@pytest.mark.parametrize("form, status", [
+    ({"file_name": "missing.sdf"}, 404),
+    ({"path": "/../x"}, 400),
+    ({"dataset_type": "text/nope"}, 415),
+    ({"file_name": "mol.csv"}, 415),
+])
+def test_bad_imports_are_refused(alice, api, form, status):
+    pid = alice.create_project("Source")
+    alice.put(f"/project/{pid}/file", data={"path": "/in", "file": (io.BytesIO(SDF), "mol.sdf")},
+              content_type="multipart/form-data")
+    data = {"project_id": pid, "path": "/in", "file_name": "mol.sdf", "dataset_type": "chemical/x-mdl-sdfile",
+            **form}
+    resp = alice.put("/dataset", data=data)
+    assert resp.status_code == status, resp.get_json()
+    assert pending_events(api) == []
+
+
+def test_import_from_a_private_project_of_someone_else_is_404(alice, bob, api):
+    pid = alice.create_project("Mine", private=True)
+    alice.put(f"/project/{pid}/file", data={"file": (io.BytesIO(SDF), "mol.sdf")}, content_type="multipart/form-data")
+    resp = bob.put("/dataset", data={"project_id": pid, "path": "/", "file_name": "mol.sdf",
+                                     "dataset_type": "chemical/x-mdl-sdfile"})
+    assert resp.status_code == 404
+    assert pending_events(api) == []
+
+
+def test_delete_a_version(alice, bob, api, upload_fn):
+    body = post_dataset(alice, SDF, "e.sdf", "chemical/x-mdl-sdfile").get_json()
+    finish(api, upload_fn)
+    key = f"datasets/{body['dataset_id']}/1/e.sdf"
+    assert api.services.storage.exists(key)
+    assert bob.delete(f"/dataset/{body['dataset_id']}/1").status_code == 404
+    resp = alice.delete(f"/dataset/{body['dataset_id']}/1")
+    assert resp.status_code == 200
+    task_id = resp.get_json()["task_id"]
+    assert alice.get(f"/dataset/{body['dataset_id']}/1").status_code == 404  # hidden at once
+    assert alice.get(f"/dataset/{body['dataset_id']}/versions").get_json()["count"] == 0
+    deleted = alice.get(f"/dataset/{body['dataset_id']}/versions", query_string={"include_deleted": "True"})
+    (v,) = deleted.get_json()["versions"]
+    assert v["deleting_user"] == "alice" and v["deleted"]
+    finish(api, upload_fn)
+    task = alice.get(f"/task/{task_id}").get_json()
+    assert task["done"] and task["exit_code"] == 0 and task["removal"] is True
+    assert not api.services.storage.exists(key)
+    assert alice.delete(f"/dataset/{body['dataset_id']}/1").status_code == 404
+
+
+def test_editors(alice, bob, carol, api, upload_fn):
+    body = post_dataset(alice, SDF, "e.sdf", "chemical/x-mdl-sdfile").get_json()
+    finish(api, upload_fn)
+    did = body["dataset_id"]
+    assert bob.put(f"/dataset/{did}/editor/bob").status_code == 404
+    assert alice.put(f"/dataset/{did}/editor/bob").status_code == 201
+    assert bob.get(f"/dataset/{did}/versions").get_json()["editors"] == ["bob"]
+    assert bob.get(f"/dataset/{did}/1").get_data() == SDF
+    assert [d["dataset_id"] for d in bob.get("/dataset").get_json()["datasets"]] == [did]
+    assert bob.put(f"/dataset/{did}/editor/carol").status_code == 201  # editors may add editors
+    assert alice.delete(f"/dataset/{did}/editor/alice").status_code == 400  # the owner stays
+    assert bob.delete(f"/dataset/{did}/editor/bob").status_code == 204  # and leave
+    assert bob.get(f"/dataset/{did}/versions").status_code == 404
+    assert alice.delete(f"/dataset/{did}/editor/bob").status_code == 404
+    assert alice.put(f"/dataset/{did}/editor/x").status_code == 400

@@ -17,6 +17,7 @@ files = lazy("shared.services.files")
 housekeeping = lazy("shared.services.housekeeping")
 types = lazy("shared.datasets.types")
 outbox = lazy("shared.events.outbox")
+projects = lazy("shared.services.projects")
 MULTIPART_SLACK = 64 * 1024
 
 router = Router("dataset")
@@ -124,3 +125,54 @@ def get_dataset_digest(ctx, dataset_digest):
     """Find a Dataset version by its SHA-256 digest."""
     with transaction(ctx.engine, readonly=True) as s:
         return datasets.by_digest(s, ctx.user, dataset_digest)
+
+
+@router.put("/dataset", status=201)
+def create_dataset_from_file(ctx):
+    """Make a Dataset (or a new version) from a project file; a task copies it."""
+    project_id = ctx.param("project_id", required=True)
+    path = files.check_path(ctx.param("path", required=True))
+    name = files.check_name(ctx.param("file_name", required=True), limit=files.MAX_UPLOAD_NAME)
+    file_type = types.get_type(ctx.param("dataset_type", required=True))
+    if not file_type.uploadable:
+        raise BadRequest(f"{file_type.mime} files can be attached to projects but not made into datasets")
+    types.check_filename(file_type.mime, name)
+    dataset_id = datasets.check_dataset_id(ctx.param("dataset_id"))
+    with transaction(ctx.engine, readonly=True) as s:
+        project = projects.load(s, ctx.user, project_id)
+    unit_id = check_unit_id(ctx.param("unit_id") or project.unit_id)
+    info = files.stat_file(ctx.storage, project.id, path, name)
+    if info.size == 0:
+        raise BadRequest("The file is empty")
+    code = ctx.account_server.authorise_dataset_storage(ctx.user, unit_id)
+    with transaction(ctx.engine) as s:
+        version, task_id, event_id = datasets.begin_upload(
+            s, ctx.user, dataset_id=dataset_id, unit_id=unit_id, mime_type=file_type.mime, file_name=name,
+            source_ref=f"{project.id}:/{path + '/' if path else ''}{name}",
+            source_key=files.project_key(project.id, path, name),
+            format_extra_variables=ctx.param("format_extra_variables"), authorisation_code=code)
+    outbox.deliver(ctx.engine, ctx.settings.broker_url, [event_id])
+    return {"dataset_id": version.dataset_id, "dataset_version": version.version, "task_id": task_id}
+
+
+@router.delete("/dataset/<dataset_id>/<int:dataset_version>", status=200)
+def delete_dataset(ctx, dataset_id, dataset_version):
+    """Delete one Dataset version: hidden at once, its content removed by a task."""
+    with transaction(ctx.engine) as s:
+        task_id, event_id = datasets.begin_delete(s, ctx.user, dataset_id, dataset_version)
+    outbox.deliver(ctx.engine, ctx.settings.broker_url, [event_id])
+    return {"task_id": task_id}
+
+
+@router.put("/dataset/<dataset_id>/editor/<user_id>", status=201)
+def add_editor_to_dataset(ctx, dataset_id, user_id):
+    """Add a Dataset editor."""
+    with transaction(ctx.engine) as s:
+        datasets.add_editor(s, ctx.user, dataset_id, user_id)
+
+
+@router.delete("/dataset/<dataset_id>/editor/<user_id>", status=204)
+def remove_editor_from_dataset(ctx, dataset_id, user_id):
+    """Remove a Dataset editor."""
+    with transaction(ctx.engine) as s:
+        datasets.remove_editor(s, ctx.user, dataset_id, user_id)

@@ -96,6 +96,7 @@ $$$$
 """
 
 SDF_TEXT = ETHANOL + ACETIC_ACID + WATER_V3000
+BAD_COUNTS = "is not a valid counts line (V2000 or V3000 expected)"
 
 SMILES_TEXT = (
     "smiles\tname\n"
@@ -505,16 +506,14 @@ def test_sdf_dollars_inside_a_line_do_not_terminate():
 
 
 def test_sdf_that_is_actually_csv():
-    assert error_of(SDF, "a.sdf", CSV_TEXT) == (
-        "line 4 of the SD-file is not a valid counts line (V2000 or V3000 expected)"
-    )
+    assert error_of(SDF, "a.sdf", CSV_TEXT) == f"line 4 of the SD-file {BAD_COUNTS}"
     assert error_of(SDF, "a.sdf", b"a,b\n1,2\n") == "The SD-file has no '$$$$' record terminator"
 
 
 def test_sdf_bad_counts_line_in_a_later_record():
     data = ETHANOL + ACETIC_ACID.replace(b"V2000", b"V9999")
     line = ETHANOL.count(b"\n") + 4
-    assert error_of(SDF, "a.sdf", data) == f"line {line} of the SD-file is not a valid counts line (V2000 or V3000 expected)"
+    assert error_of(SDF, "a.sdf", data) == f"line {line} of the SD-file {BAD_COUNTS}"
 
 
 def test_sdf_record_shorter_than_its_header():
@@ -528,7 +527,7 @@ def test_sdf_record_shorter_than_its_header():
 def test_sdf_blank_record_between_records_is_refused():
     data = ETHANOL + b"\n\n\n\n\n$$$$\n" + ETHANOL
     line = ETHANOL.count(b"\n") + 4
-    assert error_of(SDF, "a.sdf", data) == f"line {line} of the SD-file is not a valid counts line (V2000 or V3000 expected)"
+    assert error_of(SDF, "a.sdf", data) == f"line {line} of the SD-file {BAD_COUNTS}"
 
 
 def test_csv_row_with_the_wrong_field_count_names_the_line():
@@ -574,15 +573,18 @@ JUNK = bytes(range(256)) + os.urandom(2000) + b"\0"
 JUNK_WITHOUT_NUL = bytes(range(1, 256)) * 4
 
 
-@pytest.mark.parametrize("mime, filename", [(SDF, "j.sdf"), (SMILES, "j.smi"), (CSV, "j.csv"), (TSV, "j.tsv"), (TEXT, "j.txt")])
+@pytest.mark.parametrize(
+    "mime, filename", [(SDF, "j.sdf"), (SMILES, "j.smi"), (CSV, "j.csv"), (TSV, "j.tsv"), (TEXT, "j.txt")]
+)
 def test_binary_junk_declared_as_text(mime, filename):
-    assert whole(mime, filename, JUNK)[2] == f"line 1 of the {t._checker(mime, 1).noun} contains a NUL byte (binary data?)"
+    noun = t._checker(mime, 1).noun
+    assert whole(mime, filename, JUNK)[2] == f"line 1 of the {noun} contains a NUL byte (binary data?)"
     assert whole(BINARY, "j.bin", JUNK)[0] == "ok"
 
 
 def test_binary_junk_without_nul_bytes():
     assert error_of(TEXT, "j.txt", JUNK_WITHOUT_NUL) == "line 2 of the text file is not valid UTF-8"
-    assert error_of(SDF, "j.sdf", JUNK_WITHOUT_NUL) == "line 4 of the SD-file is not a valid counts line (V2000 or V3000 expected)"
+    assert error_of(SDF, "j.sdf", JUNK_WITHOUT_NUL) == f"line 4 of the SD-file {BAD_COUNTS}"
     assert error_of(SMILES, "j.smi", JUNK_WITHOUT_NUL) == (
         "line 1 of the SMILES file does not start with a valid SMILES (unexpected byte 0x01)"
     )
@@ -606,13 +608,18 @@ def test_latin1_is_text_for_chemistry_but_not_for_text_plain():
 def test_text_must_be_utf8():
     assert error_of(TEXT, "a.txt", b"caf\xe9\n") == "line 1 of the text file is not valid UTF-8"
     assert error_of(TEXT, "a.txt", b"ok\nok\n\xff\xfe\n") == "line 3 of the text file is not valid UTF-8"
-    assert error_of(TEXT, "a.txt", "one\nend \u00e9".encode()[:-1]) == "line 2 of the text file ends inside a UTF-8 character"
+    cut = "one\nend \u00e9".encode()[:-1]
+    assert error_of(TEXT, "a.txt", cut) == "line 2 of the text file ends inside a UTF-8 character"
     assert error_of(TEXT, "a.txt", b"\xe2\x82" + b"\n") == "line 1 of the text file is not valid UTF-8"
 
 
 def test_over_long_line_small_limit():
     data = b"name\n" + b"x" * 64 + b"\n" + b"y" * 65 + b"\n"
-    for mime, filename, noun in [(SMILES, "a.smi", "SMILES file"), (CSV, "a.csv", "CSV file"), (SDF, "a.sdf", "SD-file")]:
+    for mime, filename, noun in (
+        (SMILES, "a.smi", "SMILES file"),
+        (CSV, "a.csv", "CSV file"),
+        (SDF, "a.sdf", "SD-file"),
+    ):
         assert error_of(mime, filename, data, max_line=64) == f"line 3 of the {noun} is longer than 64 bytes"
         assert error_of(mime, filename, data[:-1], max_line=64) == f"line 3 of the {noun} is longer than 64 bytes"
 
@@ -799,6 +806,30 @@ def test_smiles_agrees_with_a_line_by_line_reading_on_random_text(seed):
                 assert f"line {line} {char}" == expected, (data, piece)
 
 
+@pytest.mark.parametrize("key", list(GOOD), ids=lambda k: k[0])
+def test_random_bytes_give_a_verdict_never_another_exception(key):
+    import random
+
+    mime, filename = key
+    rng = random.Random(7)
+    sample = GOOD[key][0]
+    for _ in range(300):
+        if rng.random() < 0.5:
+            data = bytes(rng.randrange(256) for _ in range(rng.randint(0, 200)))
+        else:  # damaged good content: a few bytes changed, cut somewhere
+            data = bytearray(sample[: rng.randint(0, len(sample))])
+            for _ in range(rng.randint(0, 4)):
+                if data:
+                    data[rng.randrange(len(data))] = rng.choice(b'\0\n\r"$,\t \xe9\xff')
+            data = bytes(data)
+        packed = bytearray(gzip.compress(data, mtime=0))
+        if rng.random() < 0.5:
+            packed[rng.randrange(len(packed))] ^= 1 << rng.randrange(8)
+        for name, content in ((filename, data), (filename + ".gz", bytes(packed))):
+            piece = rng.choice((1, 3, 64, 4096))
+            assert outcome(mime, name, _pieces(content, piece))[0] in ("ok", "error")  # DmError must be a 422
+
+
 def _pieces(data: bytes, size: int) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
@@ -820,7 +851,7 @@ def test_big_sdf_counts_records_and_names_a_late_bad_line():
     _agree_on_big(SDF, "a.sdf", data, ("ok", 8000))
     bad = data + ETHANOL.replace(b"V2000", b"V2001") + ETHANOL
     line = data.count(b"\n") + 4
-    expected = ("error", 422, f"line {line} of the SD-file is not a valid counts line (V2000 or V3000 expected)")
+    expected = ("error", 422, f"line {line} of the SD-file {BAD_COUNTS}")
     _agree_on_big(SDF, "a.sdf", bad, expected)
 
 
@@ -830,7 +861,8 @@ def test_big_smiles_with_blank_and_indented_lines():
     _agree_on_big(SMILES, "a.smi", data, ("ok", 8 * 30000))
     bad = data + b"CCO ok\n\n  C,C bad\n"
     line = data.count(b"\n") + 3
-    _agree_on_big(SMILES, "a.smi", bad, ("error", 422, f"line {line} of the SMILES file does not start with a valid SMILES (unexpected ',')"))
+    message = f"line {line} of the SMILES file does not start with a valid SMILES (unexpected ',')"
+    _agree_on_big(SMILES, "a.smi", bad, ("error", 422, message))
 
 
 def test_big_csv_mixes_plain_quoted_and_blank_rows():
@@ -909,6 +941,9 @@ def test_throughput_figures():
     plain_csv = _repeat(b"MOL-1,CCO,ethanol,12.5,simple\n" + b"MOL-2,CC(=O)O,acetic acid,60.05,weak\n", 32 * mib)
     csv_data = b"id,smiles,name,mw,comment\n" + plain_csv
     quoted = b'"id","smiles","name","mw","comment"\n' + _repeat(b'"MOL-1","CCO","ethanol","12.5","a, b"\n', 16 * mib)
+    r_style = b'"id","smiles","name","mw","use"\n' + _repeat(
+        b'"CHEMBL25","CC(=O)Oc1ccccc1C(=O)O","aspirin",180.16,"Analgesic, antipyretic"\n', 32 * mib
+    )
     tsv = b"id\tsmiles\tname\tmw\tcomment\n" + plain_csv.replace(b",", b"\t")
     text = _repeat(TEXT_TEXT + b"\n", 64 * mib)
     ascii_text = _repeat(b"The quick brown fox jumps over the lazy dog.\n", 64 * mib)
@@ -925,6 +960,7 @@ def test_throughput_figures():
     _throughput("SMILES (32 MiB)", SMILES, "a.smi", smiles)
     _throughput("SMILES, messy lines (32 MiB)", SMILES, "a.smi", messy_smiles)
     _throughput("CSV, unquoted (32 MiB)", CSV, "a.csv", csv_data)
-    _throughput("CSV, every field quoted (16 MiB)", CSV, "a.csv", quoted)
+    _throughput("CSV, short fields all quoted (16 MiB)", CSV, "a.csv", quoted)
+    _throughput("CSV, strings quoted as R writes (32 MiB)", CSV, "a.csv", r_style)
     _throughput("TSV (32 MiB)", TSV, "a.tsv", tsv)
     print()

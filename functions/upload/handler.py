@@ -145,6 +145,60 @@ def on_dataset_delete(event: EventView) -> None:
         claim(s, CONSUMER, event)
 
 
+def on_file_attach(event: EventView) -> None:
+    """Copy a dataset version into a project (gzip-compressed when asked) as a managed file."""
+    import zlib
+
+    from sqlalchemy import update
+
+    from shared.db.models import ProjectFile, Task
+    from shared.db.session import transaction
+    from shared.services import managed_files, projects, tasks
+
+    data = event.data if isinstance(event.data, dict) else {}
+    try:
+        task_id, file_id, source = data["task_id"], data["file_id"], data["source_key"]
+    except (KeyError, TypeError):
+        raise PermanentFailure("The event lacks task_id, file_id or source_key") from None
+    engine, storage = services.engine, services.storage
+    with transaction(engine) as s:
+        managed = s.get(ProjectFile, file_id)
+        if managed is None or managed.processing_stage != "COPYING":
+            claim(s, CONSUMER, event)
+            return  # detached meanwhile, or handled before
+        if tasks.state_of(s, task_id) == "PENDING":
+            tasks.set_state(s, task_id, "STARTED", None)
+        key = managed_files.key_of(managed)
+        compress = managed.compressed and not source.lower().endswith(".gz")
+
+    def content():
+        if not compress:
+            yield from storage.open(source)
+            return
+        packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: a gzip stream
+        for chunk in storage.open(source):
+            out = packer.compress(chunk)
+            if out:
+                yield out
+        yield packer.flush()
+
+    try:
+        size = storage.write(key, content())
+    except FileNotFoundError:
+        with transaction(engine) as s:
+            s.execute(update(ProjectFile).where(ProjectFile.id == file_id).values(processing_stage="FAILED"))
+            tasks.set_state(s, task_id, "FAILURE", "The dataset version's content is gone", exit_code=1)
+        return
+    with transaction(engine) as s:
+        moved = s.execute(update(ProjectFile).where(ProjectFile.id == file_id, ProjectFile.processing_stage == "COPYING")
+                          .values(processing_stage="DONE", size=size)).rowcount
+        if moved:
+            projects.add_size(s, managed.project_id, size)
+            s.execute(update(Task).where(Task.id == task_id).values(processing_stage="DONE"))
+            tasks.set_state(s, task_id, "SUCCESS", None, exit_code=0)
+        claim(s, CONSUMER, event)
+
+
 def _fail(engine, task_id: str, dataset_id: str, number: int, reason: str) -> None:
     from sqlalchemy import update
 
@@ -172,6 +226,7 @@ HANDLERS = {
     "dm.dataset.upload.v1": on_dataset_upload,
     "dm.dataset.import.v1": on_dataset_import,
     "dm.dataset.delete.v1": on_dataset_delete,
+    "dm.file.attach.v1": on_file_attach,
 }
 
 

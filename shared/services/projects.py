@@ -111,7 +111,6 @@ def _detail(row, members: dict[str, list[str]]) -> dict:
         "editors": members["editor"],
         "observers": members["observer"],
         "size": row.size,
-        "files": [],
     }
 
 
@@ -132,7 +131,11 @@ def list_visible(
 
 
 def detail(s: "Session", project: Project) -> dict:
-    return _detail(project, _members(s, [project.id])[project.id])
+    """ProjectDetail with its managed files."""
+    from shared.services import managed_files  # it builds on this module
+
+    return {**_detail(project, _members(s, [project.id])[project.id]),
+            "files": managed_files.of_project(s, project.id)}
 
 
 def patch(s: "Session", principal: "Principal", project_id: str, *, name: str | None, private: bool | None) -> None:

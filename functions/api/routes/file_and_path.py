@@ -9,12 +9,13 @@ from functions.api.download import stored_file_response
 from functions.api.multipart import stream_form
 from functions.api.router import Router
 from shared.db.session import transaction
-from shared.errors import BadRequest, Forbidden, TooLarge
+from shared.errors import BadRequest, Forbidden, NotAllowed, TooLarge
 from shared.lazy import lazy
 
 files = lazy("shared.services.files")
 housekeeping = lazy("shared.services.housekeeping")
 projects = lazy("shared.services.projects")
+managed_files = lazy("shared.services.managed_files")
 
 router = Router("file-and-path")
 CALLBACK_TOKEN = re.compile(r"[A-Za-z0-9]{22}")
@@ -29,8 +30,16 @@ def get_files(ctx):
     include_hidden = ctx.flag("include_hidden")
     with transaction(ctx.engine, readonly=True) as s:
         project = projects.load(s, ctx.user, project_id)
+        managed = managed_files.in_path(s, project.id, path)
     listing = files.list_path(ctx.storage, project.id, path, owner=project.creator, include_hidden=include_hidden)
+    listing["files"] = [managed_files.enrich(f, managed[f["file_name"]]) if f["file_name"] in managed else f
+                        for f in listing["files"]]
     return {"project_id": project.id, **listing}
+
+
+def _refuse_managed(s, project_id: str, path: str, name: str) -> None:
+    if managed_files.is_managed(s, project_id, path, name):
+        raise NotAllowed(f"{name} is a managed file: use DELETE /file/{{file_id}}, or delete its dataset version")
 
 
 @router.delete("/file", status=204)
@@ -41,6 +50,7 @@ def delete_unmanaged_file(ctx):
     name = files.check_name(ctx.param("file", required=True))
     with transaction(ctx.engine, readonly=True) as s:
         project = projects.load(s, ctx.user, project_id, projects.WRITE)
+        _refuse_managed(s, project.id, path, name)
     delta = files.delete_file(ctx.storage, project.id, path, name)
     with transaction(ctx.engine) as s:
         projects.add_size(s, project.id, delta)
@@ -56,6 +66,7 @@ def move_file(ctx):
     dst_name = files.check_name(ctx.param("dst_file") or name)
     with transaction(ctx.engine, readonly=True) as s:
         project = projects.load(s, ctx.user, project_id, projects.WRITE)
+        _refuse_managed(s, project.id, src_path, name)
     files.move_file(ctx.storage, project.id, src_path, name, dst_path, dst_name)
 
 
@@ -78,6 +89,7 @@ def delete_path(ctx):
         project = projects.load(s, ctx.user, project_id, projects.WRITE)
     delta = files.delete_path(ctx.storage, project.id, path)
     with transaction(ctx.engine) as s:
+        managed_files.forget_under(s, project.id, path)
         projects.add_size(s, project.id, delta)
 
 
@@ -90,6 +102,8 @@ def move_path(ctx):
     with transaction(ctx.engine, readonly=True) as s:
         project = projects.load(s, ctx.user, project_id, projects.WRITE)
     files.move_path(ctx.storage, project.id, src, dst)
+    with transaction(ctx.engine) as s:
+        managed_files.move_under(s, project.id, src, dst)
 
 
 @router.put("/project/<project_id>/file", status=201)
@@ -122,6 +136,9 @@ def add_file_to_project(ctx, project_id):
         path = files.check_path(fields.get("path") or request.args.get("path") or "/")
         name = files.check_name(fields.get("as_filename") or request.args.get("as_filename") or filename,
                                 limit=files.MAX_UPLOAD_NAME)
+        with transaction(ctx.engine, readonly=True) as s:
+            if managed_files.is_managed(s, project.id, path, name):
+                raise Forbidden(f"{name} is a managed file, read-only in the project")
         delta = files.place_upload(storage, staged[0], project.id, path, name, size)
     finally:
         for key in staged:  # gone already when placed; otherwise nothing may be left

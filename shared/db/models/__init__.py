@@ -1,7 +1,7 @@
 """All tables; importing this module registers them on `Base.metadata`."""
 
 from shared.db.models.counter import ChangeCounter
-from shared.db.models.dataset import Dataset, DatasetEditor, DatasetVersion
+from shared.db.models.dataset import Dataset, DatasetEditor, DatasetVersion, ProjectFile
 from shared.db.models.event import InboxEvent, OutboxEvent
 from shared.db.models.ledger import LedgerOrganisation, LedgerProduct, LedgerUnit, LedgerUnitMember
 from shared.db.models.project import Project, ProjectMember, ProjectToken
@@ -20,6 +20,7 @@ __all__ = [
     "LedgerUnit",
     "LedgerUnitMember",
     "Project",
+    "ProjectFile",
     "ProjectMember",
     "ProjectToken",
     "Task",

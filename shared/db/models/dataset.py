@@ -58,3 +58,24 @@ class DatasetVersion(Base):
     last_updated: Mapped[dt.datetime]
     deleted: Mapped[dt.datetime | None]
     deleting_user: Mapped[str | None] = mapped_column(String(80))
+
+
+class ProjectFile(Base):
+    """A managed file: a dataset version placed in a project, read-only there by default."""
+
+    __tablename__ = "project_files"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(260))  # without slashes at the ends; "" is the root
+    name: Mapped[str] = mapped_column(String(260))
+    dataset_id: Mapped[str] = mapped_column(String(64), index=True)
+    dataset_version: Mapped[int]
+    mime_type: Mapped[str] = mapped_column(String(64))
+    compressed: Mapped[bool] = mapped_column(default=True)
+    immutable: Mapped[bool] = mapped_column(default=True)
+    owner: Mapped[str] = mapped_column(String(80))
+    processing_stage: Mapped[str] = mapped_column(String(16), default="COPYING")
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    task_id: Mapped[str] = mapped_column(String(64))
+    created: Mapped[dt.datetime]

@@ -119,12 +119,12 @@ def _store_version(event: EventView, source_field: str, *, discard_source: bool)
 
 
 def on_dataset_delete(event: EventView) -> None:
-    """Remove a deleted version's content, then finish its removal task."""
-    from sqlalchemy import select, update
+    """Remove a deleted version's content and its managed files, then finish its removal task."""
+    from sqlalchemy import delete, select, update
 
-    from shared.db.models import DatasetVersion, Task
+    from shared.db.models import DatasetVersion, ProjectFile, Task
     from shared.db.session import transaction
-    from shared.services import tasks
+    from shared.services import managed_files, projects, tasks
 
     data = event.data if isinstance(event.data, dict) else {}
     try:
@@ -137,9 +137,20 @@ def on_dataset_delete(event: EventView) -> None:
                                                         DatasetVersion.version == number))
     if version is None or version.deleted is None:
         raise PermanentFailure(f"Dataset {dataset_id} has no deleted version {number}")
-    # content first, then the record: a crash in between repeats a harmless delete
+    keep = bool(data.get("keep_project_files"))
+    with transaction(engine, readonly=True) as s:
+        placed = list(s.scalars(select(ProjectFile).where(ProjectFile.dataset_id == dataset_id,
+                                                          ProjectFile.dataset_version == number)))
+    # content first, then the records: a crash in between repeats harmless deletes
+    if not keep:  # keep_project_files: they stay as unmanaged files
+        for f in placed:
+            _discard(storage, managed_files.key_of(f))
     _discard(storage, version.storage_key)
     with transaction(engine) as s:
+        for f in placed:
+            if not keep:
+                projects.add_size(s, f.project_id, -(f.size or 0))
+            s.execute(delete(ProjectFile).where(ProjectFile.id == f.id))
         s.execute(update(Task).where(Task.id == task_id).values(processing_stage="DONE"))
         tasks.set_state(s, task_id, "SUCCESS", "The version's content is removed", exit_code=0)
         claim(s, CONSUMER, event)

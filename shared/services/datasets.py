@@ -209,7 +209,8 @@ def remove_editor(s: "Session", principal: "Principal", dataset_id: str, usernam
     s.delete(editor)
 
 
-def begin_delete(s: "Session", principal: "Principal", dataset_id: str, number: int) -> tuple[str, str]:
+def begin_delete(s: "Session", principal: "Principal", dataset_id: str, number: int,
+                 keep_project_files: bool = False) -> tuple[str, str]:
     """Hide a version at once and queue the event that removes its content; returns task and event ids."""
     from sqlalchemy import update
 
@@ -229,6 +230,6 @@ def begin_delete(s: "Session", principal: "Principal", dataset_id: str, number: 
     task = tasks.create(s, purpose="DATASET", purpose_id=dataset.id, purpose_version=number,
                         owner=principal.username, removal=True, message=f"Deleting version {number}")
     task.processing_stage = "DELETING"
-    event = outbox.add(s, DELETE_EVENT, {"task_id": task.id, "dataset_id": dataset.id, "version": number},
-                       subject=f"{dataset.id}/{number}")
+    event = outbox.add(s, DELETE_EVENT, {"task_id": task.id, "dataset_id": dataset.id, "version": number,
+                                         "keep_project_files": keep_project_files}, subject=f"{dataset.id}/{number}")
     return task.id, event.id

@@ -108,3 +108,22 @@ def test_managed_files_follow_their_directory(alice, api, upload_fn, version):  
     assert gzip.decompress(alice.get(f"/file/{body['file_id']}").get_data()) == SDF
     assert alice.delete("/path", data={"project_id": pid, "path": "/z"}).status_code == 204
     assert alice.get(f"/file/{body['file_id']}").status_code == 404
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_deleting_a_version_removes_or_keeps_its_project_files(alice, api, upload_fn, version, keep):  # noqa: F811
+    pid = alice.create_project("Goes")
+    body = attach(alice, version, pid).get_json()
+    finish(api, upload_fn)
+    q = {"keep_project_files": "True"} if keep else {}
+    assert alice.delete(f"/dataset/{version}/1", query_string=q).status_code == 200
+    finish(api, upload_fn)
+    assert alice.get(f"/file/{body['file_id']}").status_code == 404
+    names = [f["file_name"] for f in listing(alice, pid)["files"]]
+    if keep:  # an unmanaged file now: deletable the ordinary way
+        assert names == ["ethanol.sdf.gz"]
+        assert "file_id" not in listing(alice, pid)["files"][0]
+        assert alice.delete("/file", query_string={"project_id": pid, "file": "ethanol.sdf.gz"}).status_code == 204
+    else:
+        assert names == []
+        assert alice.get(f"/project/{pid}").get_json()["size"] == 0

@@ -159,7 +159,8 @@ def create_dataset_from_file(ctx):
 def delete_dataset(ctx, dataset_id, dataset_version):
     """Delete one Dataset version: hidden at once, its content removed by a task."""
     with transaction(ctx.engine) as s:
-        task_id, event_id = datasets.begin_delete(s, ctx.user, dataset_id, dataset_version)
+        task_id, event_id = datasets.begin_delete(s, ctx.user, dataset_id, dataset_version,
+                                                  keep_project_files=ctx.flag("keep_project_files"))
     outbox.deliver(ctx.engine, ctx.settings.broker_url, [event_id])
     return {"task_id": task_id}
 

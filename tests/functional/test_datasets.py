@@ -13,6 +13,19 @@ SDF = (
 ).encode()
 
 
+@pytest.fixture(params=["local", "s3"])
+def settings(request, settings):
+    """Every dataset test runs on the local folder and on S3 (moto over HTTP)."""
+    import dataclasses
+    import uuid
+
+    if request.param == "local":
+        return settings
+    request.getfixturevalue("aws_env")
+    return dataclasses.replace(settings, storage=f"s3://datasets-{uuid.uuid4().hex[:12]}/dm",
+                               s3_endpoint_url=request.getfixturevalue("moto_endpoint"))
+
+
 @pytest.fixture
 def upload_fn(api, monkeypatch):
     """The upload function (its own functions-framework app) on the same database and store."""

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dm.api")
 
-ROUTE_MODULES = ("service", "project", "file_and_path", "managed_file", "dataset", "task", "user", "docs")
+ROUTE_MODULES = ("service", "project", "file_and_path", "managed_file", "dataset", "metadata", "task", "user", "docs")
 
 
 def json_response(body: Any, status: int = 200) -> Response:

@@ -160,7 +160,7 @@ def on_file_attach(event: EventView) -> None:
     """Copy a dataset version into a project (gzip-compressed when asked) as a managed file."""
     import zlib
 
-    from sqlalchemy import update
+    from sqlalchemy import delete, update
 
     from shared.db.models import ProjectFile, Task
     from shared.db.session import transaction
@@ -196,8 +196,8 @@ def on_file_attach(event: EventView) -> None:
     try:
         size = storage.write(key, content())
     except FileNotFoundError:
-        with transaction(engine) as s:
-            s.execute(update(ProjectFile).where(ProjectFile.id == file_id).values(processing_stage="FAILED"))
+        with transaction(engine) as s:  # nothing was placed: the task tells what happened
+            s.execute(delete(ProjectFile).where(ProjectFile.id == file_id))
             tasks.set_state(s, task_id, "FAILURE", "The dataset version's content is gone", exit_code=1)
         return
     with transaction(engine) as s:

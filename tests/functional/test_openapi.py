@@ -18,7 +18,7 @@ SPEC_FILE = ROOT / "functions" / "api" / "openapi.yaml"
 PREFIX = "/data-manager-api"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 # Downloads from local-folder storage honour Range requests: 206 besides their 200.
-PARTIAL_CONTENT_OPS = {"getProjectFile", "getProjectFileWithToken", "downloadDataset"}
+PARTIAL_CONTENT_OPS = {"getProjectFile", "getProjectFileWithToken", "downloadDataset", "downloadFile"}
 REQUIRED_SCHEMAS = (
     "ProjectDetail ProjectsGetResponse ProjectPostResponse FilesGetResponse FilePathFile FileStat "
     "TaskIdentity TaskSummary TasksGetResponse TaskGetResponse TaskState TaskEvent UsersGetResponse "
@@ -189,7 +189,7 @@ def _accepts(check):
 
 
 def test_path_and_name_patterns_match_the_checks():
-    from shared.services import datasets, files, projects, users
+    from shared.services import datasets, files, managed_files, projects, users
     from shared.account_server.base import check_product_id, check_unit_id
 
     paths = ["", "/", "/a", "/a/", "/a/b", "/a/b/", "//", "/a//b", "a", "a/b", "/./a", "/a/.", "/a/..",
@@ -206,7 +206,11 @@ def test_path_and_name_patterns_match_the_checks():
     _agrees("ProjectId", lambda v: bool(projects.PROJECT_ID.fullmatch(v)), ids)
     products = [f"product-{uuid}", f"product-{uuid}0", f"project-{uuid}"]
     _agrees("ProductId", _accepts(check_product_id), products)
-    _agrees("UnitId", _accepts(check_unit_id), ["", f"unit-{uuid}", f"unit-{uuid.upper()}", f"unit-{uuid}0"])
+    units = ["", f"unit-{uuid}", f"unit-{uuid.upper()}", f"unit-{uuid}0"]
+    _agrees("UnitId", _accepts(check_unit_id), units)
+    _agrees("UnitIdOrEmpty", _accepts(lambda v: check_unit_id(v or f"unit-{uuid}")), units)  # PUT /dataset
+    file_ids = [f"file-{uuid}", f"file-{uuid.upper()}", f"file-{uuid}x", "file-1", f"dataset-{uuid}"]
+    _agrees("FileId", lambda v: bool(managed_files.FILE_ID.fullmatch(v)), file_ids)
     dataset_ids = ["", f"dataset-{uuid}", f"dataset-{uuid.upper()}", f"dataset-{uuid}x", "dataset-1"]
     _agrees("DatasetIdOrEmpty", _accepts(datasets.check_dataset_id), dataset_ids)
     _agrees("DatasetId", lambda v: bool(datasets.DATASET_ID.fullmatch(v)), dataset_ids)

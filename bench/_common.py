@@ -206,6 +206,269 @@ def create_projects(api_url: str, token: str, product_id: str, count: int, prefi
     return ids
 
 
+# --- the local stack ----------------------------------------------------------------
+
+
+def free_port_block(count: int = 3) -> int:
+    """A base port such that base .. base+count-1 are all free on 127.0.0.1."""
+    for _ in range(200):
+        base = free_port()
+        if base + count - 1 > 65535:
+            continue
+        held = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+        return base
+    raise RuntimeError(f"no block of {count} free ports found")
+
+
+def stack_env(**extra: str) -> dict[str, str]:
+    """The shell's environment without DM_* variables, plus the given ones."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DM_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+class Stack:
+    """``python -m shared.cli run`` in a subprocess: api on ``port``, upload function on port+1,
+    Broker on port+2, state in ``data_dir``. A context manager; `stop` sends SIGINT (Ctrl-C)
+    and returns the exit code.
+    """
+
+    def __init__(self, data_dir: Path, **extra_env: str):
+        self.port = free_port_block(3)
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.facts: dict = {}
+        self.exit_code: int | None = None
+        self._log = tempfile.TemporaryFile()
+        env = stack_env(DM_PORT=str(self.port), DM_DATA_DIR=str(self.data_dir), DM_OUTBOX_GRACE_S="1",
+                        DM_HOUSEKEEPING_EVERY_S="1", **extra_env)
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "run"], cwd=ROOT, env=env,
+                                     stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self._pids: list[int] = []
+
+    @property
+    def api_url(self) -> str:
+        return self.facts.get("api_url") or self.base_url + "/data-manager-api"
+
+    def log(self, tail: int = 4000) -> str:
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-tail:]
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Wait for ``GET /version`` (api) and ``GET /healthz`` (Broker); seconds since the spawn."""
+        deadline = self.started + timeout
+        for port, path in ((self.port, API_VERSION), (self.port + 2, "/healthz")):
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"the stack exited with {self.proc.returncode}:\n{self.log()}")
+                if time.perf_counter() > deadline:
+                    raise TimeoutError(f"the stack did not answer {path} within {timeout} s\n{self.log()}")
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                try:
+                    conn.request("GET", path)
+                    resp = conn.getresponse()
+                    resp.read()
+                    if resp.status == 200:
+                        break
+                except (OSError, http.client.HTTPException):
+                    pass
+                finally:
+                    conn.close()
+                time.sleep(0.05)
+        self.facts = json.loads((self.data_dir / "local-stack.json").read_text())
+        self._pids = [p.pid for p in self.processes().values()]
+        return time.perf_counter() - self.started
+
+    def processes(self) -> dict[str, "psutil.Process"]:  # noqa: F821
+        """The stack's process tree by role: api master and worker (gunicorn), upload master and
+        worker (functions-framework's gunicorn), broker."""
+        import psutil
+
+        master = psutil.Process(self.proc.pid)
+        out = {"api master": master}
+
+        def put(label, proc):
+            n, name = 2, label
+            while name in out:
+                name, n = f"{label} {n}", n + 1
+            out[name] = proc
+
+        for child in master.children():
+            cmd = " ".join(child.cmdline())
+            if "functions_framework" in cmd:
+                put("upload master", child)
+                for worker in child.children(recursive=True):
+                    put("upload worker", worker)
+            elif "broker" in cmd:
+                put("broker", child)
+                for extra in child.children(recursive=True):
+                    put("broker child", extra)
+            else:
+                put("api worker", child)
+                for extra in child.children(recursive=True):
+                    put("api worker child", extra)
+        return out
+
+    def token(self, username: str = "alice") -> str:
+        import requests
+
+        resp = requests.post(
+            f"{self.facts['keycloak_url']}/realms/{self.facts.get('keycloak_realm', 'squonk2')}"
+            "/protocol/openid-connect/token",
+            data={"client_id": self.facts.get("keycloak_client_id", "data-manager-api"),
+                  "grant_type": "password", "username": username, "password": username},
+            timeout=10)
+        resp.raise_for_status()
+        return resp.json()["access_token"]
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGINT (Ctrl-C) and wait; the exit code. Killed (and -9) if it hangs; processes of the
+        tree still alive afterwards are killed and reported."""
+        import psutil
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                print(f"  the stack did not stop within {timeout} s of SIGINT; killing it\n{self.log()}")
+                for pid in reversed(self._pids):
+                    try:
+                        psutil.Process(pid).kill()
+                    except psutil.Error:
+                        pass
+                self.proc.wait(10)
+        left = []
+        for pid in self._pids[1:]:
+            try:
+                p = psutil.Process(pid)
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    left.append(pid)
+                    p.kill()
+            except psutil.Error:
+                pass
+        if left:
+            print(f"  processes of the stack still running after it exited (killed): {left}")
+        self.exit_code = self.proc.returncode if not left else (self.proc.returncode or 1)
+        return self.exit_code
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.stop()
+        self._log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ApiClient:
+    """One keep-alive connection to the api (http.client, no per-request overhead of requests).
+
+    A connection idle for more than a second is replaced before use (gunicorn's keep-alive is
+    2 s), so a POST is never sent on a connection the server may just have closed. GETs are
+    retried once on a dropped connection; POSTs never are.
+    """
+
+    IDLE_S = 1.0
+
+    def __init__(self, port: int, token: str, prefix: str = "/data-manager-api", blocksize: int = 1024**2):
+        self.port, self.token, self.prefix, self.blocksize = port, token, prefix, blocksize
+        self._conn: http.client.HTTPConnection | None = None
+        self._used = 0.0
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is not None and time.perf_counter() - self._used > self.IDLE_S:
+            self.close()
+        if self._conn is None:
+            self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600, blocksize=self.blocksize)
+        return self._conn
+
+    def call(self, method: str, path: str, body=None, headers: dict | None = None) -> tuple[int, bytes]:
+        """(status, body) of one request; ``path`` is below the api prefix."""
+        for attempt in (0, 1):
+            conn = self._connection()
+            try:
+                conn.request(method, self.prefix + path, body=body,
+                             headers={"Authorization": f"Bearer {self.token}", **(headers or {})})
+                resp = conn.getresponse()
+                data = resp.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.close()
+                if attempt or method != "GET":
+                    raise
+                continue
+            self._used = time.perf_counter()
+            if resp.will_close:
+                self.close()
+            return resp.status, data
+        raise AssertionError("unreachable")
+
+    def json(self, method: str, path: str, expect: int = 200, **kw) -> dict:
+        status, data = self.call(method, path, **kw)
+        if status != expect:
+            raise RuntimeError(f"{method} {path} answered {status}: {data[:300]!r}")
+        return json.loads(data) if data else {}
+
+    def wait_task(self, task_id: str, interval: float, timeout: float = 600.0) -> tuple[float, dict, int]:
+        """Poll ``GET /task/{id}`` every ``interval`` s until ``done``: (perf_counter when seen
+        done, the task, polls made)."""
+        deadline = time.perf_counter() + timeout
+        next_poll, polls = time.perf_counter(), 0
+        while True:
+            task = self.json("GET", f"/task/{task_id}")
+            polls += 1
+            if task.get("done"):
+                return time.perf_counter(), task, polls
+            now = time.perf_counter()
+            if now > deadline:
+                raise TimeoutError(f"task {task_id} not done within {timeout} s: {task}")
+            next_poll += interval
+            if next_poll > now:
+                time.sleep(next_poll - now)
+            else:
+                next_poll = now  # a slow poll: start the next one at once, then keep the step
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def task_times(task: dict) -> dict[str, float]:
+    """Epoch seconds of each state a task went through (PENDING, STARTED, SUCCESS ...)."""
+    import datetime as dt
+
+    return {st["state"]: dt.datetime.fromisoformat(st["time"].replace("Z", "+00:00")).timestamp()
+            for st in task.get("states", [])}
+
+
+def percentile(values, p: float) -> float:
+    """The p-th percentile (0-100), linear between the closest ranks."""
+    ordered = sorted(values)
+    if not ordered:
+        raise ValueError("no values")
+    k = (len(ordered) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
 # --- reporting --------------------------------------------------------------------
 
 

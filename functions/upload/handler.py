@@ -81,16 +81,28 @@ def _store_version(event: EventView, source_field: str, *, discard_source: bool)
 
     digest = hashlib.sha256()
     validator = types.validator_for(mime, file_name)
+    # A staged upload is read once (digest, checks) and then moved into place: a rename
+    # on a local store. A redelivery after the move reads it at its new place.
+    if discard_source and not storage.exists(source) and storage.exists(key):
+        source, discard_source, moving = key, False, False
+    else:
+        moving = discard_source
 
     def checked_chunks():
         for chunk in storage.open(source):
             digest.update(chunk)
-            validator.feed(chunk)  # a bad file stops the write: nothing is stored
+            validator.feed(chunk)  # a bad file stops here: nothing is stored
             yield chunk
 
     try:
-        size = storage.write(key, checked_chunks())
-        validator.finish()
+        if moving or source == key:
+            size = sum(len(chunk) for chunk in checked_chunks())
+            validator.finish()
+            if moving:
+                storage.move(source, key)
+        else:
+            size = storage.write(key, checked_chunks())
+            validator.finish()
     except Unprocessable as exc:
         _discard(storage, key)
         _fail(engine, task_id, dataset_id, number, f"{file_name} is not a valid {mime} file: {exc.message}")
@@ -114,8 +126,6 @@ def _store_version(event: EventView, source_field: str, *, discard_source: bool)
 
             s.execute(update(Task).where(Task.id == task_id).values(processing_stage="DONE"))
         claim(s, CONSUMER, event)
-    if discard_source:
-        _discard(storage, source)
 
 
 def on_dataset_delete(event: EventView) -> None:

@@ -188,22 +188,23 @@ def test_events_that_can_never_be_handled_are_4xx(upload_fn):
 def test_a_storage_fault_half_way_is_retried_and_leaves_nothing(alice, api, upload_fn, monkeypatch):
     """A passing fault answers 500 (the broker retries); nothing half-made is visible or stored."""
     storage = api.services.storage
-    real_write = type(storage).write
+    real_open = type(storage).open
     calls = {"n": 0}
 
-    def failing_write(self, key, chunks):
-        if key.startswith("datasets/") and calls["n"] == 0:
-            calls["n"] += 1
+    def failing_open(self, key):
+        chunks = real_open(self, key)
+        if not key.startswith("uploads/") or calls["n"]:
+            return chunks
+        calls["n"] += 1
 
-            def broken():
-                for i, chunk in enumerate(chunks):
-                    if i == 1:
-                        raise OSError("the disk went away")
-                    yield chunk
-            return real_write(self, key, broken())
-        return real_write(self, key, chunks)
+        def broken():
+            for i, chunk in enumerate(chunks):
+                if i == 1:
+                    raise OSError("the disk went away")
+                yield chunk
+        return broken()
 
-    monkeypatch.setattr(type(storage), "write", failing_write)
+    monkeypatch.setattr(type(storage), "open", failing_open)
     data = SDF * 12000  # about 3 MiB: several chunks, within the test limit
     body = post_dataset(alice, data, "big.sdf", "chemical/x-mdl-sdfile").get_json()
     (event,) = pending_events(api)
@@ -320,3 +321,24 @@ def test_editors(alice, bob, carol, api, upload_fn):
     assert bob.get(f"/dataset/{did}/versions").status_code == 404
     assert alice.delete(f"/dataset/{did}/editor/bob").status_code == 404
     assert alice.put(f"/dataset/{did}/editor/x").status_code == 400
+
+
+def test_a_redelivery_after_the_move_but_before_the_commit_finishes_the_job(alice, api, upload_fn):
+    """A crash between storing the content and recording it: the redelivered event completes it."""
+    body = post_dataset(alice, SDF, "e.sdf", "chemical/x-mdl-sdfile").get_json()
+    (event,) = pending_events(api)
+    storage = api.services.storage
+    staged = event_payload(event)["staged_key"]
+    key = f"datasets/{body['dataset_id']}/1/e.sdf"
+    storage.move(staged, key)  # what the first delivery did before it crashed
+    assert deliver(upload_fn, event).status_code == 202
+    task = alice.get(f"/task/{body['task_id']}").get_json()
+    assert task["exit_code"] == 0
+    assert alice.get(f"/dataset/{body['dataset_id']}/1").get_data() == SDF
+    assert not storage.exists(staged)
+
+
+def event_payload(event):
+    import json
+
+    return json.loads(event.data)

@@ -227,6 +227,17 @@ def settings(db_url, identity, tmp_path):
     )
 
 
+def local_or_s3(request, settings, bucket_prefix: str):
+    """``settings`` as they are (request.param "local") or on a fresh bucket of the moto server ("s3")."""
+    import dataclasses
+
+    if request.param == "local":
+        return settings
+    request.getfixturevalue("aws_env")
+    return dataclasses.replace(settings, storage=f"s3://{bucket_prefix}-{uuid.uuid4().hex[:12]}/dm",
+                               s3_endpoint_url=request.getfixturevalue("moto_endpoint"))
+
+
 @pytest.fixture
 def api(settings, ff_app, monkeypatch):
     """The api function on ``settings``, with the ledger seeded for the development users."""

@@ -16,14 +16,9 @@ SDF = (
 @pytest.fixture(params=["local", "s3"])
 def settings(request, settings):
     """Every dataset test runs on the local folder and on S3 (moto over HTTP)."""
-    import dataclasses
-    import uuid
+    from tests.conftest import local_or_s3
 
-    if request.param == "local":
-        return settings
-    request.getfixturevalue("aws_env")
-    return dataclasses.replace(settings, storage=f"s3://datasets-{uuid.uuid4().hex[:12]}/dm",
-                               s3_endpoint_url=request.getfixturevalue("moto_endpoint"))
+    return local_or_s3(request, settings, "datasets")
 
 
 @pytest.fixture

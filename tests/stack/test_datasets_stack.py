@@ -30,9 +30,14 @@ def wait_done(token: str, task_id: str, limit_s: float = 20) -> dict:
     raise AssertionError(f"task {task_id} not done after {limit_s} s: {rv.msg}")
 
 
+@pytest.fixture(autouse=True)
+def _client_on_the_session_stack(stack):
+    """The client's URL is process-wide: point it back at the session stack for every test."""
+    DmApi.set_api_url(stack.api_url)
+
+
 @pytest.fixture(scope="module")
 def alice(stack):
-    DmApi.set_api_url(stack.api_url)
     token = Auth.get_access_token(keycloak_url=stack.facts["keycloak_url"], keycloak_realm="squonk2",
                                   keycloak_client_id="data-manager-api", username="alice", password="alice")
     assert token

@@ -17,8 +17,8 @@ log = logging.getLogger("dm.stack")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def prepare(settings: Settings) -> dict:
-    """Create the data folder, migrate the database, seed the ledger; returns the stack facts."""
+def prepare(settings: Settings, **more_facts) -> dict:
+    """Create the data folder, migrate the database, seed the ledger; write and return the stack facts."""
     from shared.auth.users import load_users
     from shared.db import migrate
     from shared.db.session import dispose_engines, get_engine, transaction
@@ -31,6 +31,7 @@ def prepare(settings: Settings) -> dict:
         "keycloak_url": settings.base_url + "/auth",
         "keycloak_realm": "squonk2",
         "keycloak_client_id": settings.oidc_audience,
+        **more_facts,
         "users": {},
     }
     if not settings.account_server_url:
@@ -151,13 +152,11 @@ def run(settings: Settings) -> int:
 
     from gunicorn.app.base import BaseApplication
 
-    facts = prepare(settings)
     upload_port, broker_port = settings.port + 1, settings.port + 2
     broker_url = f"http://127.0.0.1:{broker_port}"
+    facts = prepare(settings, broker_url=broker_url, upload_url=f"http://127.0.0.1:{upload_port}")
     os.environ["K_SINK"] = broker_url  # the api function reads it, as from a SinkBinding
     settings = dataclasses.replace(settings, broker_url=broker_url)
-    facts.update(broker_url=broker_url, upload_url=f"http://127.0.0.1:{upload_port}")
-    (settings.data_dir / "local-stack.json").write_text(json.dumps(facts, indent=2) + "\n")
     print("Local stack:")
     print(json.dumps(facts, indent=2), flush=True)
     stop = threading.Event()

@@ -17,7 +17,14 @@ from shared.errors import BadRequest, TooLarge
 BUFFER_SIZE = 4 * 1024 * 1024
 MAX_FIELD_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 16 * 1024
+MULTIPART_SLACK = 64 * 1024  # room for the form fields and part headers around the file
 _DISPOSITION = re.compile(rb"^content-disposition:(.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+def refuse_oversize(request, max_file_bytes: int) -> None:
+    """Refuse a body whose declared length cannot hold a file within the limit, before reading it."""
+    if request.content_length is not None and request.content_length > max_file_bytes + MULTIPART_SLACK:
+        raise TooLarge(f"The upload is larger than the limit of {max_file_bytes} bytes")
 
 
 def stream_form(

@@ -8,7 +8,6 @@ UPDATE. A redelivered event finds the version past COPYING and does nothing twic
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 
 from shared.config import get_settings
@@ -53,10 +52,10 @@ def _store_version(event: EventView, source_field: str, *, discard_source: bool)
     from sqlalchemy import select, update
 
     from shared.datasets import types
+    from shared.datasets.checks import StreamCheck
     from shared.db.base import utcnow
     from shared.db.models import DatasetVersion
     from shared.db.session import transaction
-    from shared.errors import Unprocessable
     from shared.services import tasks
 
     data = event.data if isinstance(event.data, dict) else {}
@@ -79,53 +78,62 @@ def _store_version(event: EventView, source_field: str, *, discard_source: bool)
         tasks.add_event(s, task_id, f"Copying {version.file_name} into the dataset store")
         key, mime, file_name = version.storage_key, version.mime_type, version.file_name
 
-    digest = hashlib.sha256()
-    validator = types.validator_for(mime, file_name)
-    # A staged upload is read once (digest, checks) and then moved into place: a rename
-    # on a local store. A redelivery after the move reads it at its new place.
+    # A staged upload is moved into place: a rename on a local store. A redelivery after
+    # the move finds it at its new place.
     if discard_source and not storage.exists(source) and storage.exists(key):
         source, discard_source, moving = key, False, False
     else:
         moving = discard_source
-
-    def checked_chunks():
-        for chunk in storage.open(source):
-            digest.update(chunk)
-            validator.feed(chunk)  # a bad file stops here: nothing is stored
-            yield chunk
-
+    checked = _checked_facts(data) if source_field == "staged_key" else None
     try:
-        if moving or source == key:
-            size = sum(len(chunk) for chunk in checked_chunks())
-            validator.finish()
-            if moving:
-                storage.move(source, key)
-        else:
-            size = storage.write(key, checked_chunks())
-            validator.finish()
-    except Unprocessable as exc:
-        _discard(storage, key)
-        _fail(engine, task_id, dataset_id, number, f"{file_name} is not a valid {mime} file: {exc.message}")
-        if discard_source:
-            _discard(storage, source)
-        return
+        if checked is None:  # not seen as it arrived: read it once now (beside the copy, for an import)
+            check = StreamCheck(types.validator_for(mime, file_name))
+            if moving or source == key:
+                for _ in check.tee(storage.open(source)):
+                    pass
+            else:
+                storage.write(key, check.tee(storage.open(source)))
+            checked = check.finish().facts()
+        if checked["error"] is None and moving:
+            storage.move(source, key)
     except FileNotFoundError:
         _fail(engine, task_id, dataset_id, number, "The file to store was gone before it could be stored")
         return
+    if checked["error"] is not None:
+        _discard(storage, key)
+        _fail(engine, task_id, dataset_id, number, f"{file_name} is not a valid {mime} file: {checked['error']}")
+        if discard_source:
+            _discard(storage, source)
+        return
+    size, digest = checked["size"], checked["digest"]
     with transaction(engine) as s:
         now = utcnow()
         moved = s.execute(update(DatasetVersion).where(
             DatasetVersion.dataset_id == dataset_id, DatasetVersion.version == number,
             DatasetVersion.processing_stage == "COPYING").values(
-            processing_stage="DONE", size=size, digest=digest.hexdigest(), records=validator.records,
+            processing_stage="DONE", size=size, digest=digest, records=checked["records"],
             published=now, last_updated=now)).rowcount
         if moved:
-            tasks.add_event(s, task_id, f"Stored {size} bytes, SHA-256 {digest.hexdigest()}")
+            tasks.add_event(s, task_id, f"Stored {size} bytes, SHA-256 {digest}")
             tasks.set_state(s, task_id, "SUCCESS", None, exit_code=0)
             from shared.db.models import Task
 
             s.execute(update(Task).where(Task.id == task_id).values(processing_stage="DONE"))
         claim(s, CONSUMER, event)
+
+
+def _checked_facts(data: dict) -> dict | None:
+    """The api's verdict on staged content, when it checked it on arrival (and the event is whole)."""
+    checked = data.get("checked")
+    if not isinstance(checked, dict):
+        return None
+    size, digest, error = checked.get("size"), checked.get("digest"), checked.get("error")
+    if (type(size) is not int or size < 0 or not isinstance(digest, str) or len(digest) != 64
+            or not (error is None or isinstance(error, str))):
+        return None  # malformed: read the content again rather than trust it
+    records = checked.get("records")
+    return {"size": size, "digest": digest, "error": error,
+            "records": records if type(records) is int else None}
 
 
 def on_dataset_delete(event: EventView) -> None:

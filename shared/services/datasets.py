@@ -64,13 +64,15 @@ def begin_upload(
     source_ref: str,
     staged_key: str | None = None,
     source_key: str | None = None,
+    checked: dict | None = None,
     format_extra_variables: str | None,
     authorisation_code: int | None,
 ) -> tuple[DatasetVersion, str, str]:
     """Record a new (hidden) version and queue the event that processes it.
 
     The content comes from ``staged_key`` (an upload, removed once stored) or from
-    ``source_key`` (a project file, left in place). Returns the version, its task id
+    ``source_key`` (a project file, left in place). ``checked`` is what the api learnt of
+    staged content as it arrived (size, digest, records, error), sparing a second read. Returns the version, its task id
     and the event id (to deliver after the commit).
     """
     assert (staged_key is None) != (source_key is None)
@@ -98,13 +100,17 @@ def begin_upload(
     s.flush()
     payload = {"task_id": task.id, "dataset_id": dataset.id, "version": number}
     if staged_key is not None:
+        if checked is not None:
+            payload["checked"] = checked
         event = outbox.add(s, UPLOAD_EVENT, {**payload, "staged_key": staged_key}, subject=f"{dataset.id}/{number}")
     else:
         event = outbox.add(s, IMPORT_EVENT, {**payload, "source_key": source_key}, subject=f"{dataset.id}/{number}")
     return version, task.id, event.id
 
 
-def _version_out(v: DatasetVersion, *, detail: bool) -> dict:
+def _version_out(v: DatasetVersion, *, detail: bool, labels: dict, placed: list[tuple]) -> dict:
+    """One version as the API shows it; ``placed`` are its managed files as (project id, name, file id)."""
+    projects = sorted({project_id for project_id, _, _ in placed})
     out = {
         "version": v.version,
         "owner": v.owner,
@@ -113,9 +119,9 @@ def _version_out(v: DatasetVersion, *, detail: bool) -> dict:
         "type": v.mime_type,
         "published": iso(v.published or v.created),
         "processing_stage": v.processing_stage,
-        "projects": [],
+        "projects": projects,
         "size": v.size,
-        "labels": {},
+        "labels": labels,
     }
     for name in ("format_extra_variables", "authorisation_code", "deleting_user"):
         if getattr(v, name) is not None:
@@ -123,8 +129,33 @@ def _version_out(v: DatasetVersion, *, detail: bool) -> dict:
     if v.deleted is not None:
         out["deleted"] = iso(v.deleted)
     if detail:
-        out["project_files"] = []
+        out["project_files"] = [
+            {"project": project_id, "project_name": name,
+             "files": sorted(file_id for pid, _, file_id in placed if pid == project_id)}
+            for project_id, name in sorted({(pid, name) for pid, name, _ in placed})]
     return out
+
+
+def _versions_out(s: "Session", dataset: Dataset, query, *, detail: bool) -> list[dict]:
+    """The versions a query selects, with the Dataset's labels and where each version is placed."""
+    from shared.db.models import Project, ProjectFile
+    from shared.services.metadata import labels_map
+
+    found = list(s.scalars(query.order_by(DatasetVersion.version)))
+    if not found:
+        return []
+    placed: dict[int, list[tuple]] = {}
+    rows = s.execute(select(ProjectFile.dataset_version, ProjectFile.project_id, Project.name, ProjectFile.id)
+                     .join(Project, Project.id == ProjectFile.project_id)
+                     .where(ProjectFile.dataset_id == dataset.id))
+    for number, project_id, name, file_id in rows:
+        placed.setdefault(number, []).append((project_id, name, file_id))
+    labels = labels_map(dataset)
+    return [_version_out(v, detail=detail, labels=labels, placed=placed.get(v.version, [])) for v in found]
+
+
+def _editors(s: "Session", dataset_id: str) -> list[str]:
+    return sorted(s.scalars(select(DatasetEditor.username).where(DatasetEditor.dataset_id == dataset_id)))
 
 
 def versions(s: "Session", principal: "Principal", dataset_id: str, include_deleted: bool = False) -> dict:
@@ -133,30 +164,63 @@ def versions(s: "Session", principal: "Principal", dataset_id: str, include_dele
                                          DatasetVersion.processing_stage.not_in(HIDDEN_STAGES))
     if not include_deleted:
         query = query.where(DatasetVersion.deleted.is_(None))
-    items = [_version_out(v, detail=True) for v in s.scalars(query.order_by(DatasetVersion.version))]
-    editors = sorted(s.scalars(select(DatasetEditor.username).where(DatasetEditor.dataset_id == dataset.id)))
-    return {"dataset_id": dataset.id, "owner": dataset.owner, "editors": editors, "count": len(items),
-            "versions": items}
+    items = _versions_out(s, dataset, query, detail=True)
+    return {"dataset_id": dataset.id, "owner": dataset.owner, "editors": _editors(s, dataset.id),
+            "count": len(items), "versions": items}
+
+
+def parse_label_filter(text: str | None) -> dict[str, str | None]:
+    """The ``labels`` filter of GET /dataset: a JSON object of label → value (``null``: any value)."""
+    import json
+
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise BadRequest("'labels' must be a JSON object of label to value") from None
+    if not isinstance(value, dict) or not all(v is None or isinstance(v, str) for v in value.values()):
+        raise BadRequest("'labels' must be a JSON object of label to value (a string, or null for any value)")
+    return {label.lower(): v for label, v in value.items()}  # labels are stored in lower case
 
 
 def list_visible(s: "Session", principal: "Principal", *, mime_type: str | None = None,
-                 owners: list[str] | None = None, include_deleted: bool = False) -> list[dict]:
+                 username: str | None = None, owners: list[str] | None = None,
+                 editors: list[str] | None = None, labels: dict[str, str | None] | None = None,
+                 include_deleted: bool = False) -> list[dict]:
+    """The Datasets the caller owns or edits, filtered as GET /dataset describes.
+
+    ``username`` (the owner) is ANDed with everything else; ``owners`` and ``editors`` are ORed
+    with each other; every label in ``labels`` must match (a None value: the label alone).
+    """
+    from shared.services.metadata import labels_map
+
     editable = select(DatasetEditor.dataset_id).where(DatasetEditor.username == principal.username)
     query = select(Dataset).where(or_(Dataset.owner == principal.username, Dataset.id.in_(editable)))
+    if username:
+        query = query.where(Dataset.owner == username)
+    either = []
     if owners:
-        query = query.where(Dataset.owner.in_(owners))
+        either.append(Dataset.owner.in_(owners))
+    if editors:
+        either.append(Dataset.id.in_(select(DatasetEditor.dataset_id).where(DatasetEditor.username.in_(editors))))
+    if either:
+        query = query.where(or_(*either))
     out = []
     for dataset in s.scalars(query.order_by(Dataset.created, Dataset.id)):
+        if labels:
+            present = labels_map(dataset)
+            if not all(k in present and (v is None or present[k] == v) for k, v in labels.items()):
+                continue
         vq = select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id,
                                           DatasetVersion.processing_stage.not_in(HIDDEN_STAGES))
         if not include_deleted:
             vq = vq.where(DatasetVersion.deleted.is_(None))
         if mime_type:
             vq = vq.where(DatasetVersion.mime_type == mime_type)
-        vs = [_version_out(v, detail=False) for v in s.scalars(vq.order_by(DatasetVersion.version))]
+        vs = _versions_out(s, dataset, vq, detail=False)
         if vs:  # uploads still in progress are not shown
-            editors = sorted(s.scalars(select(DatasetEditor.username).where(DatasetEditor.dataset_id == dataset.id)))
-            out.append({"dataset_id": dataset.id, "editors": editors, "versions": vs})
+            out.append({"dataset_id": dataset.id, "editors": _editors(s, dataset.id), "versions": vs})
     return out
 
 

@@ -443,8 +443,7 @@ def version_schema(s: "Session", principal: "Principal", dataset_id: str, number
     fields = compiled_fields(_stored_list(version.annotations))
     properties = {name: {"type": spec.get("type", ""), "description": spec.get("description", "")}
                   for name, spec in fields.items()}
-    labels = {label.get("label"): label.get("value") for label in _stored_list(dataset.labels)
-              if isinstance(label, dict)}
+    labels = labels_map(dataset)
     return {
         "$schema": SCHEMA_URI,
         "title": dataset.name,
@@ -456,3 +455,9 @@ def version_schema(s: "Session", principal: "Principal", dataset_id: str, number
         "fields": properties,
         "labels": labels,
     }
+
+
+def labels_map(dataset) -> dict:  # noqa: ANN001 - a Dataset row
+    """The Dataset's labels as the label → value map versions and schemas show."""
+    return {label.get("label"): label.get("value") for label in _stored_list(dataset.labels)
+            if isinstance(label, dict) and label.get("active", True) is not False}

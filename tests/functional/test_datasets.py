@@ -180,15 +180,48 @@ def test_events_that_can_never_be_handled_are_4xx(upload_fn):
     assert upload_fn.post("/", data=b"not an event").status_code == 400
 
 
-def test_a_storage_fault_half_way_is_retried_and_leaves_nothing(alice, api, upload_fn, monkeypatch):
-    """A passing fault answers 500 (the broker retries); nothing half-made is visible or stored."""
+def test_a_storage_fault_while_moving_an_upload_is_retried_and_loses_nothing(alice, api, upload_fn, monkeypatch):
+    """A passing fault answers 500 (the broker retries); nothing half-made is visible, nothing is lost."""
     storage = api.services.storage
+    real_move = type(storage).move
+    calls = {"n": 0}
+
+    def failing_move(self, src, dst):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("the disk went away")
+        return real_move(self, src, dst)
+
+    monkeypatch.setattr(type(storage), "move", failing_move)
+    data = SDF * 12000  # about 3 MiB: several chunks, within the test limit
+    body = post_dataset(alice, data, "big.sdf", "chemical/x-mdl-sdfile").get_json()
+    (event,) = pending_events(api)
+    assert deliver(upload_fn, event).status_code == 500
+    assert alice.get(f"/dataset/{body['dataset_id']}/versions").get_json()["count"] == 0
+    assert not storage.exists(f"datasets/{body['dataset_id']}/1/big.sdf")
+    assert storage.exists(event_payload(event)["staged_key"])  # the upload is not lost
+    assert alice.get(f"/task/{body['task_id']}").get_json()["done"] is False
+    assert deliver(upload_fn, event).status_code == 202  # the broker's retry
+    task = alice.get(f"/task/{body['task_id']}").get_json()
+    assert task["exit_code"] == 0
+    assert [s["state"] for s in task["states"]] == ["PENDING", "STARTED", "SUCCESS"]
+    assert alice.get(f"/dataset/{body['dataset_id']}/1").get_data() == data
+    assert storage.list_dir("uploads").files == []
+
+
+def test_a_storage_fault_half_way_through_an_import_is_retried_and_leaves_nothing(alice, api, upload_fn,
+                                                                                  monkeypatch):
+    storage = api.services.storage
+    pid = alice.create_project("Source")
+    data = SDF * 12000
+    alice.put(f"/project/{pid}/file", data={"path": "/in", "file": (io.BytesIO(data), "big.sdf")},
+              content_type="multipart/form-data")
     real_open = type(storage).open
     calls = {"n": 0}
 
     def failing_open(self, key):
         chunks = real_open(self, key)
-        if not key.startswith("uploads/") or calls["n"]:
+        if not key.endswith("/in/big.sdf") or calls["n"]:
             return chunks
         calls["n"] += 1
 
@@ -200,18 +233,67 @@ def test_a_storage_fault_half_way_is_retried_and_leaves_nothing(alice, api, uplo
         return broken()
 
     monkeypatch.setattr(type(storage), "open", failing_open)
-    data = SDF * 12000  # about 3 MiB: several chunks, within the test limit
-    body = post_dataset(alice, data, "big.sdf", "chemical/x-mdl-sdfile").get_json()
+    body = alice.put("/dataset", data={"project_id": pid, "path": "/in", "file_name": "big.sdf",
+                                       "dataset_type": "chemical/x-mdl-sdfile"}).get_json()
     (event,) = pending_events(api)
     assert deliver(upload_fn, event).status_code == 500
+    assert calls["n"] == 1
     assert alice.get(f"/dataset/{body['dataset_id']}/versions").get_json()["count"] == 0
     assert not storage.exists(f"datasets/{body['dataset_id']}/1/big.sdf")
-    assert alice.get(f"/task/{body['task_id']}").get_json()["done"] is False
-    assert deliver(upload_fn, event).status_code == 202  # the broker's retry
-    task = alice.get(f"/task/{body['task_id']}").get_json()
-    assert task["exit_code"] == 0
-    assert [s["state"] for s in task["states"]] == ["PENDING", "STARTED", "SUCCESS"]
+    assert deliver(upload_fn, event).status_code == 202
+    assert alice.get(f"/task/{body['task_id']}").get_json()["exit_code"] == 0
     assert alice.get(f"/dataset/{body['dataset_id']}/1").get_data() == data
+
+
+def test_the_api_checks_an_upload_as_it_arrives(alice, api, upload_fn, monkeypatch):
+    """Digest and content checks ride along with the receive; the upload function only moves the file."""
+    data = SDF * 50
+    body = post_dataset(alice, data, "e.sdf", "chemical/x-mdl-sdfile").get_json()
+    (event,) = pending_events(api)
+    checked = event_payload(event)["checked"]
+    assert checked == {"size": len(data), "digest": hashlib.sha256(data).hexdigest(), "records": 50, "error": None}
+    storage = api.services.storage
+    monkeypatch.setattr(type(storage), "open", lambda self, key: pytest.fail("the staged file was read again"))
+    assert deliver(upload_fn, event).status_code == 202
+    (v,) = alice.get(f"/dataset/{body['dataset_id']}/versions").get_json()["versions"]
+    assert v["size"] == len(data)
+    assert alice.get(f"/digest/dataset/{checked['digest']}").get_json()["dataset_id"] == body["dataset_id"]
+
+
+def test_fields_after_the_file_are_checked_by_the_upload_function(alice, api, upload_fn):
+    """Sent file-first, the api cannot check on arrival: the upload function reads the file once."""
+    bad = b"a,b\n1,2\n"
+    parts = [(b'name="dataset_file"; filename="bad.sdf"', bad), (b'name="dataset_type"', b"chemical/x-mdl-sdfile"),
+             (b'name="unit_id"', alice.unit["unit_id"].encode())]
+    raw = b"".join(b"--XyZ\r\nContent-Disposition: form-data; " + disposition + b"\r\n\r\n" + value + b"\r\n"
+                   for disposition, value in parts) + b"--XyZ--\r\n"
+    resp = alice.post("/dataset", data=raw, content_type="multipart/form-data; boundary=XyZ")
+    assert resp.status_code == 201, resp.get_json()
+    body = resp.get_json()
+    (event,) = pending_events(api)
+    assert "checked" not in event_payload(event)
+    assert deliver(upload_fn, event).status_code == 202
+    task = alice.get(f"/task/{body['task_id']}").get_json()
+    assert task["exit_code"] != 0 and "not a valid" in task["states"][-1]["message"]
+    assert api.services.storage.list_dir("uploads").files == []
+
+
+def test_a_malformed_verdict_in_the_event_is_not_trusted(alice, api, upload_fn):
+    from cloudevents.conversion import to_binary
+    from cloudevents.http import CloudEvent
+
+    data = SDF * 3
+    body = post_dataset(alice, data, "e.sdf", "chemical/x-mdl-sdfile").get_json()
+    (event,) = pending_events(api)
+    payload = event_payload(event)
+    payload["checked"] = {"size": "huge", "digest": "x", "error": None}
+    forged = CloudEvent({"type": event.type, "source": "/t", "id": event.id,
+                         "datacontenttype": "application/json"}, payload)
+    headers, raw = to_binary(forged)
+    assert upload_fn.post("/", data=raw, headers=headers).status_code == 202
+    (v,) = alice.get(f"/dataset/{body['dataset_id']}/versions").get_json()["versions"]
+    assert v["size"] == len(data)
+    assert alice.get(f"/digest/dataset/{hashlib.sha256(data).hexdigest()}").status_code == 200
 
 
 def finish(api, upload_fn):

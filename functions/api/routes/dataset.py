@@ -5,20 +5,20 @@ from __future__ import annotations
 import uuid
 
 from functions.api.download import stored_file_response
-from functions.api.multipart import stream_form
+from functions.api.multipart import refuse_oversize, stream_form
 from functions.api.router import Router
 from shared.account_server.base import check_unit_id
 from shared.db.session import transaction
-from shared.errors import BadRequest, TooLarge
+from shared.errors import BadRequest
 from shared.lazy import lazy
 
 datasets = lazy("shared.services.datasets")
 files = lazy("shared.services.files")
 housekeeping = lazy("shared.services.housekeeping")
 types = lazy("shared.datasets.types")
+stream_checks = lazy("shared.datasets.checks")
 outbox = lazy("shared.events.outbox")
 projects = lazy("shared.services.projects")
-MULTIPART_SLACK = 64 * 1024
 
 router = Router("dataset")
 
@@ -50,21 +50,34 @@ def upload_dataset(ctx):
     """Upload a file as a new Dataset or a new version of one; a task processes it."""
     request = ctx.request
     limit = ctx.settings.max_upload_bytes
-    if request.content_length is not None and request.content_length > limit + MULTIPART_SLACK:
-        raise TooLarge(f"The upload is larger than the limit of {limit} bytes")
+    refuse_oversize(request, limit)
     storage = ctx.storage
     staged: list[str] = []
+    checked: list[dict] = []
 
     def on_file(field, filename, chunks, fields):
         if field != "dataset_file":
             return None
         if staged:
             raise BadRequest("Send one 'dataset_file' part per upload")
+        check = None
         if "dataset_type" in fields and "unit_id" in fields:
-            _check_target(ctx, fields, filename)  # refuse before storing anything
+            target = _check_target(ctx, fields, filename)  # refuse before storing anything
+            # digest and content checks run beside the receive, so the upload function
+            # only has to move the staged file into place
+            check = stream_checks.StreamCheck(types.validator_for(target["mime"], target["name"]))
+            chunks = check.tee(chunks)
         key = f"{housekeeping.STAGING}/{uuid.uuid4()}"
         staged.append(key)
-        return filename, storage.write(key, chunks)
+        try:
+            size = storage.write(key, chunks)
+        except BaseException:
+            if check is not None:
+                check.abandon()
+            raise
+        if check is not None:
+            checked.append(check.finish().facts())
+        return filename, size
 
     try:
         fields, parts = stream_form(request, on_file, limit)
@@ -79,7 +92,8 @@ def upload_dataset(ctx):
             version, task_id, event_id = datasets.begin_upload(
                 s, ctx.user, dataset_id=target["dataset_id"], unit_id=target["unit_id"],
                 mime_type=target["mime"], file_name=target["name"], source_ref=filename,
-                staged_key=staged[0], format_extra_variables=fields.get("format_extra_variables"),
+                staged_key=staged[0], checked=checked[0] if checked else None,
+                format_extra_variables=fields.get("format_extra_variables"),
                 authorisation_code=code)
         staged.clear()  # the upload function owns it now
     finally:
@@ -95,12 +109,14 @@ def upload_dataset(ctx):
 @router.get("/dataset")
 def get_datasets(ctx):
     """The Datasets the caller owns or edits (uploads in progress are not shown)."""
-    owners = [o for o in (ctx.param("owners") or "").split(",") if o]
-    username = ctx.param("username")
-    if username:
-        owners = owners + [username]
+    def users_of(name):
+        return [u.strip() for u in (ctx.param(name) or "").split(",") if u.strip()]
+
+    label_filter = datasets.parse_label_filter(ctx.param("labels"))
     with transaction(ctx.engine, readonly=True) as s:
-        items = datasets.list_visible(s, ctx.user, mime_type=ctx.param("dataset_mime_type"), owners=owners,
+        items = datasets.list_visible(s, ctx.user, mime_type=ctx.param("dataset_mime_type"),
+                                      username=ctx.param("username"), owners=users_of("owners"),
+                                      editors=users_of("editors"), labels=label_filter,
                                       include_deleted=ctx.flag("include_deleted"))
     return {"count": len(items), "datasets": items}
 

@@ -6,10 +6,10 @@ import re
 import uuid
 
 from functions.api.download import stored_file_response
-from functions.api.multipart import stream_form
+from functions.api.multipart import refuse_oversize, stream_form
 from functions.api.router import Router
 from shared.db.session import transaction
-from shared.errors import BadRequest, Forbidden, NotAllowed, TooLarge
+from shared.errors import BadRequest, Forbidden, NotAllowed
 from shared.lazy import lazy
 
 files = lazy("shared.services.files")
@@ -19,7 +19,6 @@ managed_files = lazy("shared.services.managed_files")
 
 router = Router("file-and-path")
 CALLBACK_TOKEN = re.compile(r"[A-Za-z0-9]{22}")
-MULTIPART_SLACK = 64 * 1024  # room for the form fields and part headers around the file
 
 
 @router.get("/file")
@@ -111,8 +110,7 @@ def add_file_to_project(ctx, project_id):
     """Upload a file into a Project (unmanaged), streamed to storage."""
     request = ctx.request
     limit = ctx.settings.max_upload_bytes
-    if request.content_length is not None and request.content_length > limit + MULTIPART_SLACK:
-        raise TooLarge(f"The upload is larger than the limit of {limit} bytes")
+    refuse_oversize(request, limit)
     with transaction(ctx.engine, readonly=True) as s:
         project = projects.load(s, ctx.user, project_id, projects.WRITE)
     storage = ctx.storage

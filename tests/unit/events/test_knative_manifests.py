@@ -14,7 +14,7 @@ KNATIVE = Path(__file__).resolve().parents[3] / "knative"
 NAMESPACE = "data-manager"
 SERVING = "serving.knative.dev/v1"
 UPLOAD_TYPES = {"dm.dataset.upload.v1", "dm.dataset.import.v1", "dm.file.attach.v1", "dm.dataset.delete.v1"}
-PLANNED_SERVICES = {"dm-monitor", "dm-upload"}  # Services not (yet) in knative/
+PLANNED_SERVICES = {"dm-monitor"}  # Services not (yet) in knative/
 DEAD_LETTER_SINK = {"ref": {"apiVersion": SERVING, "kind": "Service", "name": "dm-monitor"}, "uri": "/dead-letter"}
 
 
@@ -89,6 +89,23 @@ def test_destinations_name_services_that_exist_or_are_planned():
         ref = destination["ref"]
         assert (ref["apiVersion"], ref["kind"]) == (SERVING, "Service")
         assert ref["name"] in services | PLANNED_SERVICES, ref
+
+
+def test_the_upload_function_serves_the_triggers_and_the_api_sends_to_the_broker():
+    docs = documents("upload.yaml", "api.yaml")
+    services = {d["metadata"]["name"]: d for d in of_kind(docs, "Service")}
+    upload = services["dm-upload"]
+    assert upload["metadata"]["labels"]["networking.knative.dev/visibility"] == "cluster-local"
+    spec = upload["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert (env["FUNCTION_TARGET"], env["FUNCTION_SIGNATURE_TYPE"]) == ("upload", "http")
+    assert spec["timeoutSeconds"] >= 600  # not shorter than the Triggers' delivery timeout
+    [binding] = of_kind(docs, "SinkBinding")
+    assert binding["spec"]["subject"] == {"apiVersion": SERVING, "kind": "Service", "name": "dm-api"}
+    assert binding["spec"]["sink"]["ref"] == {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
+                                              "name": "default"}
+    assert "dm-api" in services
 
 
 def test_the_local_router_reads_the_manifests():

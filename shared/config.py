@@ -108,6 +108,9 @@ class Settings:
     broker_url: str = ""  # where events go (K_SINK in a cluster); empty: kept in the outbox
     outbox_grace_s: int = 30  # undelivered events older than this are re-sent by `dm outbox redeliver`
     housekeeping_every_s: float = 10.0  # the local stack's timer for the monitor's jobs
+    launcher: str = "local"  # where instances run: local processes, or pods through the Kubernetes API
+    kubernetes_namespace: str = "data-manager"  # where instance pods are made
+    project_claim: str = "project"  # the PersistentVolumeClaim holding every project (kubernetes)
 
     @property
     def base_url(self) -> str:
@@ -120,6 +123,11 @@ class Settings:
     @property
     def sqlalchemy_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'dm.sqlite3').resolve()}"
+
+    @property
+    def pod_logs_dir(self) -> Path:
+        """Where the local launcher keeps each instance's output (its pod log)."""
+        return self.data_dir / "pod-logs"
 
     @property
     def storage_url(self) -> str:
@@ -156,6 +164,9 @@ _VARIABLES: list[tuple[str, str, Callable[[str], Any]]] = [
     ("broker_url", "K_SINK", _url("K_SINK")),  # Knative's SinkBinding sets it
     ("outbox_grace_s", "DM_OUTBOX_GRACE_S", _int("DM_OUTBOX_GRACE_S", 0)),
     ("housekeeping_every_s", "DM_HOUSEKEEPING_EVERY_S", _int("DM_HOUSEKEEPING_EVERY_S", 1)),
+    ("launcher", "DM_LAUNCHER", _choice("DM_LAUNCHER", "local", "kubernetes")),
+    ("kubernetes_namespace", "DM_KUBERNETES_NAMESPACE", str),
+    ("project_claim", "DM_PROJECT_CLAIM", str),
 ]
 
 VARIABLES = [var for _, var, _ in _VARIABLES]

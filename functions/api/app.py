@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dm.api")
 
-ROUTE_MODULES = ("service", "project", "file_and_path", "managed_file", "dataset", "metadata", "task", "user", "docs")
+ROUTE_MODULES = ("service", "project", "file_and_path", "managed_file", "dataset", "metadata", "task", "user", "job",
+                 "instance", "docs")
 
 
 def json_response(body: Any, status: int = 200) -> Response:

@@ -111,6 +111,12 @@ class Services:
         return create_account_server(self.settings, self.engine)
 
     @functools.cached_property
+    def launcher(self):
+        from shared.launchers import launcher_for
+
+        return launcher_for(self.settings)
+
+    @functools.cached_property
     def verifier(self):
         from shared.auth.verify import TokenVerifier
 

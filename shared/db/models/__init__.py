@@ -3,6 +3,7 @@
 from shared.db.models.counter import ChangeCounter
 from shared.db.models.dataset import Dataset, DatasetEditor, DatasetVersion, ProjectFile
 from shared.db.models.event import InboxEvent, OutboxEvent
+from shared.db.models.job import Instance, InstanceCharge, InstanceLog, Job, JobExchangeRate, JobManifest
 from shared.db.models.ledger import LedgerOrganisation, LedgerProduct, LedgerUnit, LedgerUnitMember
 from shared.db.models.project import Project, ProjectMember, ProjectToken
 from shared.db.models.task import Task, TaskEvent, TaskState
@@ -14,6 +15,12 @@ __all__ = [
     "DatasetEditor",
     "DatasetVersion",
     "InboxEvent",
+    "Instance",
+    "InstanceCharge",
+    "InstanceLog",
+    "Job",
+    "JobExchangeRate",
+    "JobManifest",
     "OutboxEvent",
     "LedgerOrganisation",
     "LedgerProduct",

@@ -1,0 +1,1 @@
+"""Jobs: manifests and definitions, EVENT/COST log lines, instances."""

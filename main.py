@@ -19,3 +19,15 @@ def upload(request):
     from functions.upload.handler import handle
 
     return handle(request)
+
+
+def kew(request):
+    from functions.kew.handler import handle
+
+    return handle(request)
+
+
+def pbc(request):
+    from functions.pbc.handler import handle
+
+    return handle(request)

@@ -1,0 +1,123 @@
+"""The protobuf consumer: PodMessages become task states and instance phases.
+
+Delivery is at least once and in no particular order, so every change is guarded: a
+finished task never moves again, a finished instance keeps its phase, a start is
+recorded once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+
+from shared.config import get_settings
+from shared.events.consumer import EventView, PermanentFailure, claim, handle as dispatch
+
+log = logging.getLogger("dm.pbc")
+CONSUMER = "pbc"
+POD_MESSAGE_EVENT = "dm.pod.message.v1"
+ENDED_WELL = ("Succeeded", "Completed")
+ENDED = ENDED_WELL + ("Failed",)
+
+
+class Services:
+    @functools.cached_property
+    def settings(self):
+        return get_settings()
+
+    @functools.cached_property
+    def engine(self):
+        from shared.db.session import get_engine
+
+        return get_engine(self.settings.sqlalchemy_url)
+
+
+services = Services()
+
+
+def _time(text: str) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def on_pod_message(event: EventView) -> None:
+    from shared.messages.pod_message_pb2 import PodMessage
+
+    try:
+        message = PodMessage.FromString(event.raw)
+    except Exception:  # noqa: BLE001 - protobuf's DecodeError and friends
+        raise PermanentFailure("The event's data is not a PodMessage") from None
+    if not message.instance or not message.task:
+        raise PermanentFailure("The PodMessage names no instance or no task")
+    apply(services.engine, message, event)
+
+
+def apply(engine, message, event: EventView | None = None) -> None:
+    """Apply one PodMessage in one transaction (with the event's claim, when there is one)."""
+    from sqlalchemy import update
+
+    from shared.db.base import utcnow
+    from shared.db.models import Instance
+    from shared.db.models.job import TERMINAL_PHASES
+    from shared.db.session import transaction
+    from shared.services import tasks
+
+    with transaction(engine) as s:
+        if event is not None and not claim(s, CONSUMER, event):
+            return  # handled before
+        instance = s.get(Instance, message.instance)
+        if instance is None:
+            raise PermanentFailure(f"There is no instance {message.instance}")
+        started = _time(message.start_timestamp)
+        finished = _time(message.finish_timestamp) or utcnow()
+        not_final = Instance.phase.not_in(TERMINAL_PHASES)
+        if message.phase == "Running" or (message.phase in ENDED and started):
+            # a start is recorded once, whichever message brings it first
+            s.execute(update(Instance).where(Instance.id == instance.id, Instance.started.is_(None))
+                      .values(started=started or utcnow()))
+        if message.phase == "Running":
+            s.execute(update(Instance).where(Instance.id == instance.id, Instance.phase == "PENDING")
+                      .values(phase="RUNNING"))
+            if tasks.state_of(s, message.task) == "PENDING":
+                tasks.set_state(s, message.task, "STARTED", None)
+            return
+        if message.phase not in ENDED:
+            phase = {"CrashLoopBackOff": "CRASH_LOOP_BACKOFF", "ImagePullBackOff": "IMAGE_PULL_BACKOFF",
+                     "Unknown": "UNKNOWN"}.get(message.phase)
+            if phase:  # a troubled pod: shown, but not final
+                s.execute(update(Instance).where(Instance.id == instance.id, not_final).values(phase=phase))
+            return
+        code = message.exit_code if message.has_exit_code else None
+        good = message.phase in ENDED_WELL and code in (0, None)
+        if instance.application_type == "APPLICATION" and instance.delete_task_id:
+            good = True  # an application's life ends when it is deleted: that is its success
+        moved = s.execute(update(Instance).where(Instance.id == instance.id, not_final).values(
+            phase="COMPLETED" if good else "FAILED", stopped=finished, exit_code=code)).rowcount
+        if not moved:
+            return  # finished before: a late or repeated message changes nothing
+        if tasks.state_of(s, message.task) == "PENDING":  # ended before its start was seen
+            tasks.set_state(s, message.task, "STARTED", None)
+        if good:
+            tasks.set_state(s, message.task, "SUCCESS", "The instance finished", exit_code=0)
+        else:
+            if instance.delete_task_id:
+                reason = "The instance was stopped (deleted) before it finished"
+            elif code is not None:
+                reason = f"The job failed with exit code {code}"
+            else:
+                reason = "The pod ended before its job could finish"
+            s.execute(update(Instance).where(Instance.id == instance.id).values(error_message=reason))
+            tasks.set_state(s, message.task, "FAILURE", reason, exit_code=code if code else 1)
+
+
+HANDLERS = {POD_MESSAGE_EVENT: on_pod_message}
+
+
+def handle(request):
+    return dispatch(request, HANDLERS)

@@ -13,7 +13,7 @@ import time
 
 import _common as c
 
-BENCHMARKS = ("cold_start", "requests_per_second", "upload", "dataset_upload", "small_uploads")
+BENCHMARKS = ("cold_start", "requests_per_second", "upload", "dataset_upload", "small_uploads", "kew_log_parsing")
 
 
 def main() -> int:

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench clean protos
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
+
+# Regenerate shared/messages/*_pb2.py from protos/ (`protos/generate.py --check` only compares).
+protos: $(STAMP)
+	$(PY) protos/generate.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -293,8 +293,8 @@ class Stack:
         return time.perf_counter() - self.started
 
     def processes(self) -> dict[str, "psutil.Process"]:  # noqa: F821
-        """The stack's process tree by role: api master and worker (gunicorn), upload master and
-        worker (functions-framework's gunicorn), broker."""
+        """The stack's process tree by role: api master and worker (gunicorn), each event function's
+        master and worker (functions-framework's gunicorn), broker."""
         import psutil
 
         master = psutil.Process(self.proc.pid)
@@ -309,9 +309,10 @@ class Stack:
         for child in master.children():
             cmd = " ".join(child.cmdline())
             if "functions_framework" in cmd:
-                put("upload master", child)
+                role = cmd.split("--target", 1)[1].split()[0] if "--target" in cmd else "function"
+                put(f"{role} master", child)
                 for worker in child.children(recursive=True):
-                    put("upload worker", worker)
+                    put(f"{role} worker", worker)
             elif "broker" in cmd:
                 put("broker", child)
                 for extra in child.children(recursive=True):

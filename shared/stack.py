@@ -117,20 +117,32 @@ def serve_broker(port: int, services: dict[str, str], data_dir: Path) -> int:
     return 0
 
 
-def start_children(settings: Settings, broker_port: int, upload_port: int) -> list:
-    """The upload function and the broker, each its own process as in a cluster."""
+EVENT_FUNCTIONS = {"dm-upload": ("upload", 1), "dm-kew": ("kew", 3), "dm-pbc": ("pbc", 4)}  # name: (target, port offset)
+BROKER_PORT_OFFSET = 2
+
+
+def function_urls(port: int) -> dict[str, str]:
+    """Where the local stack's event functions listen, by their Knative Service name."""
+    return {name: f"http://127.0.0.1:{port + offset}" for name, (_, offset) in EVENT_FUNCTIONS.items()}
+
+
+def start_children(settings: Settings, broker_url: str) -> list:
+    """The event functions and the Broker, each its own process as in a cluster."""
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "K_SINK": f"http://127.0.0.1:{broker_port}"}
-    upload = subprocess.Popen(
-        [sys.executable, "-m", "functions_framework", "--target", "upload", "--source", str(ROOT / "main.py"),
-         "--host", "127.0.0.1", "--port", str(upload_port)], env=env, cwd=str(ROOT))
-    broker = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "broker", "--port", str(broker_port),
-         "--service", f"dm-upload=http://127.0.0.1:{upload_port}"], env=env, cwd=str(ROOT))
-    return [upload, broker]
+    env = {**os.environ, "K_SINK": broker_url}
+    children = []
+    for name, (target, offset) in EVENT_FUNCTIONS.items():
+        children.append(subprocess.Popen(
+            [sys.executable, "-m", "functions_framework", "--target", target, "--source", str(ROOT / "main.py"),
+             "--host", "127.0.0.1", "--port", str(settings.port + offset)], env=env, cwd=str(ROOT)))
+    services = [f"--service={name}={url}" for name, url in function_urls(settings.port).items()]
+    children.append(subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "broker", "--port", str(settings.port + BROKER_PORT_OFFSET), *services],
+        env=env, cwd=str(ROOT)))
+    return children
 
 
 def stop_children(children: list, timeout: float = 10) -> None:
@@ -152,9 +164,10 @@ def run(settings: Settings) -> int:
 
     from gunicorn.app.base import BaseApplication
 
-    upload_port, broker_port = settings.port + 1, settings.port + 2
-    broker_url = f"http://127.0.0.1:{broker_port}"
-    facts = prepare(settings, broker_url=broker_url, upload_url=f"http://127.0.0.1:{upload_port}")
+    broker_url = f"http://127.0.0.1:{settings.port + BROKER_PORT_OFFSET}"
+    urls = function_urls(settings.port)
+    facts = prepare(settings, broker_url=broker_url, upload_url=urls["dm-upload"], kew_url=urls["dm-kew"],
+                    pbc_url=urls["dm-pbc"])
     os.environ["K_SINK"] = broker_url  # the api function reads it, as from a SinkBinding
     settings = dataclasses.replace(settings, broker_url=broker_url)
     print("Local stack:")
@@ -176,7 +189,7 @@ def run(settings: Settings) -> int:
         def load(self):
             return create_wsgi_app(settings)
 
-    children = start_children(settings, broker_port, upload_port)
+    children = start_children(settings, broker_url)
     try:
         Server().run()
     finally:

@@ -102,7 +102,11 @@ def test_the_upload_function_serves_the_triggers_and_the_api_sends_to_the_broker
     assert (env["FUNCTION_TARGET"], env["FUNCTION_SIGNATURE_TYPE"]) == ("upload", "http")
     assert spec["timeoutSeconds"] >= 600  # not shorter than the Triggers' delivery timeout
     [binding] = of_kind(docs, "SinkBinding")
-    assert binding["spec"]["subject"] == {"apiVersion": SERVING, "kind": "Service", "name": "dm-api"}
+    assert binding["spec"]["subject"] == {"apiVersion": SERVING, "kind": "Service",
+                                          "selector": {"matchLabels": {"app.kubernetes.io/part-of": "data-manager"}}}
+    for service in of_kind(documents(), "Service"):  # the api and kew emit: each must be bound
+        if service["apiVersion"] == SERVING:
+            assert service["metadata"]["labels"]["app.kubernetes.io/part-of"] == "data-manager"
     assert binding["spec"]["sink"]["ref"] == {"apiVersion": "eventing.knative.dev/v1", "kind": "Broker",
                                               "name": "default"}
     assert "dm-api" in services

@@ -245,7 +245,7 @@ class Stack:
     """
 
     def __init__(self, data_dir: Path, **extra_env: str):
-        self.port = free_port_block(3)
+        self.port = free_port_block(5)  # api, upload, broker, kew, pbc
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.base_url = f"http://127.0.0.1:{self.port}"

@@ -126,36 +126,104 @@ def function_urls(port: int) -> dict[str, str]:
     return {name: f"http://127.0.0.1:{port + offset}" for name, (_, offset) in EVENT_FUNCTIONS.items()}
 
 
-def start_children(settings: Settings, broker_url: str) -> list:
-    """The event functions and the Broker, each its own process as in a cluster."""
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "K_SINK": broker_url}
-    children = []
-    for name, (target, offset) in EVENT_FUNCTIONS.items():
-        children.append(subprocess.Popen(
-            [sys.executable, "-m", "functions_framework", "--target", target, "--source", str(ROOT / "main.py"),
-             "--host", "127.0.0.1", "--port", str(settings.port + offset)], env=env, cwd=str(ROOT)))
-    services = [f"--service={name}={url}" for name, url in function_urls(settings.port).items()]
-    children.append(subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "broker", "--port", str(settings.port + BROKER_PORT_OFFSET), *services],
-        env=env, cwd=str(ROOT)))
-    return children
+def stack_ports(port: int) -> list[int]:
+    """Every port the stack listens on: the api's, then each event function's and the Broker's."""
+    return [port] + [port + offset for _, offset in EVENT_FUNCTIONS.values()] + [port + BROKER_PORT_OFFSET]
 
 
-def stop_children(children: list, timeout: float = 10) -> None:
-    import subprocess
+def check_ports_free(ports: list[int]) -> None:
+    """Refuse to start half a stack: every port must be free before anything starts."""
+    import socket
 
-    for child in children:
-        if child.poll() is None:
-            child.terminate()
-    for child in children:
-        try:
-            child.wait(timeout)
-        except subprocess.TimeoutExpired:
-            child.kill()
+    for port in ports:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                raise SystemExit(f"Port {port} is in use: the local stack needs DM_PORT and the four ports "
+                                 "after it (set DM_PORT to move it)") from None
+
+
+class Children:
+    """The event functions and the Broker, each its own process as in a cluster.
+
+    A process that dies is started again (as Kubernetes restarts a crashed container), so
+    one crash does not silently stop events from flowing.
+    """
+
+    def __init__(self, settings: Settings, broker_url: str):
+        import os
+        import sys
+
+        env = {**os.environ, "K_SINK": broker_url}
+        services = [f"--service={name}={url}" for name, url in function_urls(settings.port).items()]
+        self.commands = [
+            ([sys.executable, "-m", "functions_framework", "--target", target, "--source", str(ROOT / "main.py"),
+              "--host", "127.0.0.1", "--port", str(settings.port + offset)], settings.port + offset)
+            for target, offset in EVENT_FUNCTIONS.values()]
+        self.commands.append(([sys.executable, "-m", "shared.cli", "broker", "--port",
+                               str(settings.port + BROKER_PORT_OFFSET), *services], settings.port + BROKER_PORT_OFFSET))
+        self.env = env
+        self.processes = [self._spawn(command) for command, _ in self.commands]
+        self.stopping = threading.Event()
+        self.restarts = 0
+
+    def _spawn(self, command):
+        import subprocess
+
+        return subprocess.Popen(command, env=self.env, cwd=str(ROOT))
+
+    def wait_listening(self, timeout: float = 30) -> None:
+        """Return once every process listens on its port; one that exits stops the start."""
+        import socket
+        import time
+
+        deadline = time.monotonic() + timeout
+        for process, (_, port) in zip(self.processes, self.commands):
+            while True:
+                if process.poll() is not None:
+                    raise SystemExit(f"The process for port {port} exited with code {process.returncode} "
+                                     "during start-up")
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise SystemExit(f"Nothing listens on port {port} after {timeout:.0f} s") from None
+                    time.sleep(0.05)
+
+    def supervise(self, every_s: float = 1.0, max_restarts: int = 20) -> threading.Thread:
+        def loop() -> None:
+            while not self.stopping.wait(every_s):
+                for i, process in enumerate(self.processes):
+                    if process.poll() is None or self.stopping.is_set():
+                        continue
+                    command, port = self.commands[i]
+                    if self.restarts >= max_restarts:
+                        log.error("The process for port %s exited with code %s; not restarting it again",
+                                  port, process.returncode)
+                        continue
+                    self.restarts += 1
+                    log.warning("The process for port %s exited with code %s; starting it again",
+                                port, process.returncode)
+                    self.processes[i] = self._spawn(command)
+
+        thread = threading.Thread(target=loop, name="dm-supervisor", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self, timeout: float = 10) -> None:
+        import subprocess
+
+        self.stopping.set()
+        for child in self.processes:
+            if child.poll() is None:
+                child.terminate()
+        for child in self.processes:
+            try:
+                child.wait(timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 def run(settings: Settings) -> int:
@@ -164,6 +232,7 @@ def run(settings: Settings) -> int:
 
     from gunicorn.app.base import BaseApplication
 
+    check_ports_free(stack_ports(settings.port))
     broker_url = f"http://127.0.0.1:{settings.port + BROKER_PORT_OFFSET}"
     urls = function_urls(settings.port)
     facts = prepare(settings, broker_url=broker_url, upload_url=urls["dm-upload"], kew_url=urls["dm-kew"],
@@ -189,10 +258,12 @@ def run(settings: Settings) -> int:
         def load(self):
             return create_wsgi_app(settings)
 
-    children = start_children(settings, broker_url)
+    children = Children(settings, broker_url)
     try:
+        children.wait_listening()
+        children.supervise()
         Server().run()
     finally:
         stop.set()
-        stop_children(children)
+        children.stop()
     return 0

@@ -28,10 +28,30 @@ STOP_TIMEOUT_S = 10.0
 _running: list["Stack"] = []  # stacks started and not yet stopped, for failure reports
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+STACK_PORTS = 5  # api, upload, broker, kew, pbc: DM_PORT and the four after it
+
+
+def free_port(count: int = STACK_PORTS) -> int:
+    """A base port such that it and the ``count - 1`` after it are free: a stack listens on all of them."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            base = sock.getsockname()[1]
+        if base + count > 65536:
+            continue
+        held = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError("no block of free ports found")
 
 
 def stack_env(**dm: str) -> dict[str, str]:

@@ -40,7 +40,7 @@ def printed_facts(stdout: str) -> dict:
 def test_local_stack_json_has_the_documented_shape(stack):
     facts = json.loads((stack.data_dir / "local-stack.json").read_text())
     assert set(facts) == {"api_url", "keycloak_url", "keycloak_realm", "keycloak_client_id", "users",
-                          "broker_url", "upload_url"}
+                          "broker_url", "upload_url", "kew_url", "pbc_url"}
     assert facts["api_url"] == f"http://127.0.0.1:{stack.port}/data-manager-api"
     assert facts["keycloak_url"] == f"http://127.0.0.1:{stack.port}/auth"
     assert facts["keycloak_realm"] == "squonk2"
@@ -115,6 +115,24 @@ def test_bad_configuration_stops_start_up(tmp_path, variable, value):
     assert elapsed < 10, f"took {elapsed:.1f} s to refuse"
     assert variable in result.stderr, result.stderr
     assert "Local stack:" not in result.stdout
+
+
+def test_a_taken_function_port_stops_start_up(tmp_path):
+    """kew's port (DM_PORT + 3) is held by someone else: the stack says so and exits, rather than run half."""
+    import socket
+
+    from tests.stack.conftest import free_port
+
+    port = free_port()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port + 3))
+        squatter.listen()
+        env = stack_env(DM_DATA_DIR=str(tmp_path / "data"), DM_PORT=str(port),
+                        XDG_RUNTIME_DIR=str(tmp_path))
+        result = run_cli(["run"], env, timeout=20)
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert f"port {port + 3} is in use" in result.stderr.lower()
+    assert "Local stack:" not in result.stdout  # refused before anything started
 
 
 # --- (e) restarts -------------------------------------------------------------------------

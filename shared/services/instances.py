@@ -14,10 +14,10 @@ import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 
 from shared.db.base import iso, new_id, utcnow
-from shared.db.models import Instance, Job, ProjectMember, Task
+from shared.db.models import Instance, Job, ProjectMember, ProjectToken, Task
 from shared.errors import BadRequest, Conflict, NotFound
 from shared.jobs import applications
 from shared.services import files, jobs, projects, tasks, users
@@ -236,6 +236,11 @@ def record(s: "Session", principal: "Principal", launch: Launch) -> tuple[Instan
         instance.job_id, instance.job_collection, instance.job_job = job.id, job.collection, job.job
         instance.job_version, instance.job_name, instance.job_image_type = job.version, job.name, job.image_type
     s.add(instance)
+    if launch.callback_token:  # lets the instance's callers fetch project files without signing in
+        if s.get(ProjectToken, launch.callback_token) is not None:
+            raise Conflict("That callback token is already in use")
+        s.add(ProjectToken(token=launch.callback_token, project_id=launch.project_id, created=now,
+                           instance_id=launch.instance_id))
     s.flush()
     return instance, task
 
@@ -364,3 +369,4 @@ def revoke_token(s: "Session", instance_id: str, token: str) -> None:
                                                                                          token):
         raise NotFound("No such instance token")
     instance.callback_token = None
+    s.execute(delete(ProjectToken).where(ProjectToken.token == token, ProjectToken.instance_id == instance_id))

@@ -225,3 +225,31 @@ def test_applications(alice):
     jupyter = alice.get("/application/jupyternotebooks.squonk.it").get_json()
     assert jupyter["kind"] == "JupyterNotebook" and jupyter["instances"] == [] and json.loads(jupyter["template"])
     assert alice.get("/application/nope").status_code == 404
+
+
+def test_an_instance_callback_token_reads_project_files_until_revoked(api, alice, test_jobs):
+    """Launch (recorded, not run) with a callback token: it opens file-with-token; revoking closes it."""
+    from shared.auth.verify import Principal
+    from shared.db.session import transaction
+    from shared.services import instances
+
+    pid = alice.create_project("Runs")
+    alice.put(f"/project/{pid}/file", data={"path": "/", "file": (io.BytesIO(b"hello\n"), "a.txt")},
+              content_type="multipart/form-data")
+    form = {"application_id": "datamanagerjobs.squonk.it", "project_id": pid, "as_name": "Tokened",
+            "specification": spec("fail", code=3), "generate_callback_token": "true"}
+    principal = Principal("alice", frozenset(), False, "")
+    with transaction(api.services.engine) as s:
+        launch = instances.check_launch(s, principal, api.services.storage, form)
+        row, _ = instances.record(s, principal, launch)
+        instance_id, token = row.id, row.callback_token
+    anonymous = alice.client
+    url = f"/data-manager-api/project/{pid}/file-with-token"
+    got = anonymous.get(url, query_string={"token": token, "file": "a.txt"})
+    assert got.status_code == 200 and got.get_data() == b"hello\n"
+    assert alice.get(f"/instance/{instance_id}").get_json()["has_valid_callback_token"] is True
+    assert anonymous.delete(f"/data-manager-api/instance/{instance_id}/token/wrongtoken").status_code == 404
+    assert anonymous.delete(f"/data-manager-api/instance/{instance_id}/token/{token}").status_code == 204
+    assert anonymous.get(url, query_string={"token": token, "file": "a.txt"}).status_code == 403
+    assert alice.get(f"/instance/{instance_id}").get_json()["has_valid_callback_token"] is False
+    assert anonymous.delete(f"/data-manager-api/instance/{instance_id}/token/{token}").status_code == 404

@@ -13,7 +13,8 @@ import time
 
 import _common as c
 
-BENCHMARKS = ("cold_start", "requests_per_second", "upload", "dataset_upload", "small_uploads", "kew_log_parsing")
+BENCHMARKS = ("cold_start", "requests_per_second", "upload", "dataset_upload", "small_uploads", "kew_log_parsing",
+              "job_latency", "pbc_throughput")
 
 
 def main() -> int:

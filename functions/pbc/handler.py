@@ -59,8 +59,11 @@ def on_pod_message(event: EventView) -> None:
 
 
 def apply(engine, message, event: EventView | None = None) -> None:
-    """Apply one PodMessage in one transaction (with the event's claim, when there is one)."""
-    from sqlalchemy import update
+    """Apply one PodMessage in one transaction (with the event's claim, when there is one).
+
+    A handful of guarded statements, no ORM objects: pbc sees every pod's every change.
+    """
+    from sqlalchemy import func, select, update
 
     from shared.db.base import utcnow
     from shared.db.models import Instance
@@ -68,51 +71,51 @@ def apply(engine, message, event: EventView | None = None) -> None:
     from shared.db.session import transaction
     from shared.services import tasks
 
+    table = Instance.__table__
     with transaction(engine) as s:
         if event is not None and not claim(s, CONSUMER, event):
             return  # handled before
-        instance = s.get(Instance, message.instance)
-        if instance is None:
+        row = s.execute(select(table.c.phase, table.c.started, table.c.application_type, table.c.delete_task_id)
+                        .where(table.c.id == message.instance)).first()
+        if row is None:
             raise PermanentFailure(f"There is no instance {message.instance}")
+        if row.phase in TERMINAL_PHASES:
+            return  # finished before: a late or repeated message changes nothing
+        this = update(table).where(table.c.id == message.instance, table.c.phase.not_in(TERMINAL_PHASES))
         started = _time(message.start_timestamp)
-        finished = _time(message.finish_timestamp) or utcnow()
-        not_final = Instance.phase.not_in(TERMINAL_PHASES)
-        if message.phase == "Running" or (message.phase in ENDED and started):
-            # a start is recorded once, whichever message brings it first
-            s.execute(update(Instance).where(Instance.id == instance.id, Instance.started.is_(None))
-                      .values(started=started or utcnow()))
         if message.phase == "Running":
-            s.execute(update(Instance).where(Instance.id == instance.id, Instance.phase == "PENDING")
-                      .values(phase="RUNNING"))
-            if tasks.state_of(s, message.task) == "PENDING":
-                tasks.set_state(s, message.task, "STARTED", None)
+            if row.phase == "PENDING" or row.started is None:  # a start is recorded once
+                s.execute(this.values(phase="RUNNING", started=func.coalesce(table.c.started, started or utcnow())))
+            tasks.mark_started(s, message.task)
             return
         if message.phase not in ENDED:
             phase = {"CrashLoopBackOff": "CRASH_LOOP_BACKOFF", "ImagePullBackOff": "IMAGE_PULL_BACKOFF",
                      "Unknown": "UNKNOWN"}.get(message.phase)
-            if phase:  # a troubled pod: shown, but not final
-                s.execute(update(Instance).where(Instance.id == instance.id, not_final).values(phase=phase))
+            if phase and phase != row.phase:  # a troubled pod: shown, but not final
+                s.execute(this.values(phase=phase))
             return
         code = message.exit_code if message.has_exit_code else None
         good = message.phase in ENDED_WELL and code in (0, None)
-        if instance.application_type == "APPLICATION" and instance.delete_task_id:
+        if row.application_type == "APPLICATION" and row.delete_task_id:
             good = True  # an application's life ends when it is deleted: that is its success
-        moved = s.execute(update(Instance).where(Instance.id == instance.id, not_final).values(
-            phase="COMPLETED" if good else "FAILED", stopped=finished, exit_code=code)).rowcount
-        if not moved:
-            return  # finished before: a late or repeated message changes nothing
-        if tasks.state_of(s, message.task) == "PENDING":  # ended before its start was seen
-            tasks.set_state(s, message.task, "STARTED", None)
-        if good:
-            tasks.set_state(s, message.task, "SUCCESS", "The instance finished", exit_code=0)
-        else:
-            if instance.delete_task_id:
+        reason = None
+        if not good:
+            if row.delete_task_id:
                 reason = "The instance was stopped (deleted) before it finished"
             elif code is not None:
                 reason = f"The job failed with exit code {code}"
             else:
                 reason = "The pod ended before its job could finish"
-            s.execute(update(Instance).where(Instance.id == instance.id).values(error_message=reason))
+        moved = s.execute(this.values(
+            phase="COMPLETED" if good else "FAILED", stopped=_time(message.finish_timestamp) or utcnow(),
+            exit_code=code, error_message=reason,
+            started=func.coalesce(table.c.started, started))).rowcount
+        if not moved:
+            return  # a concurrent message finished it first
+        tasks.mark_started(s, message.task)  # ended before its start was seen: STARTED comes first
+        if good:
+            tasks.set_state(s, message.task, "SUCCESS", "The instance finished", exit_code=0)
+        else:
             tasks.set_state(s, message.task, "FAILURE", reason, exit_code=code if code else 1)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, insert, literal, or_, select, update
 
 from shared.db.base import iso, new_id, utcnow
 from shared.db.models import ProjectMember, Task, TaskEvent, TaskState
@@ -48,13 +48,14 @@ def create(
     return task
 
 
-def add_event(s: "Session", task_id: str, message: str, level: str = "INFO") -> int:
-    """Append an event; ordinals start at 1 and only grow."""
+def add_event(s: "Session", task_id: str, message: str, level: str = "INFO") -> None:
+    """Append an event; ordinals start at 1 and only grow (one statement: the next ordinal is computed in it)."""
     assert level in LEVELS
-    ordinal = (s.scalar(select(func.max(TaskEvent.ordinal)).where(TaskEvent.task_id == task_id)) or 0) + 1
-    s.add(TaskEvent(task_id=task_id, ordinal=ordinal, level=level, message=message, time=utcnow()))
-    s.flush()
-    return ordinal
+    s.flush()  # events added through the session before this one come first
+    following = select(literal(task_id), func.coalesce(func.max(TaskEvent.ordinal), 0) + 1, literal(level),
+                       literal(message), literal(utcnow(), TaskEvent.__table__.c.time.type)
+                       ).where(TaskEvent.task_id == task_id)
+    s.execute(insert(TaskEvent).from_select(["task_id", "ordinal", "level", "message", "time"], following))
 
 
 def set_state(
@@ -74,7 +75,8 @@ def set_state(
         update(Task).where(Task.id == task_id, Task.done.is_(False)).values(**values)
     ).rowcount
     if moved:
-        s.add(TaskState(task_id=task_id, state=state, message=message, time=utcnow()))
+        s.flush()  # states added through the session first keep their order
+        s.execute(insert(TaskState).values(task_id=task_id, state=state, message=message, time=utcnow()))
         if message:
             add_event(s, task_id, message, "ERROR" if state == "FAILURE" else "INFO")
     return bool(moved)
@@ -82,6 +84,16 @@ def set_state(
 
 def state_of(s: "Session", task_id: str) -> str | None:
     return s.scalar(select(Task.state).where(Task.id == task_id))
+
+
+def mark_started(s: "Session", task_id: str) -> bool:
+    """PENDING → STARTED, once (a task already started or finished is left alone)."""
+    moved = s.execute(update(Task).where(Task.id == task_id, Task.state == "PENDING", Task.done.is_(False))
+                      .values(state="STARTED")).rowcount
+    if moved:
+        s.flush()
+        s.execute(insert(TaskState).values(task_id=task_id, state="STARTED", message=None, time=utcnow()))
+    return bool(moved)
 
 
 def _visible(s: "Session", principal: "Principal"):

@@ -48,7 +48,6 @@ POLL_S = 0.005
 TASK_TIMEOUT_S = 30.0
 TARGET_MEDIAN_MS = 200
 EXIT_MARK = "bench-exit"
-STACK_PORTS = 5  # api, upload function, Broker, kew, pbc: base .. base+4
 
 MANIFEST = """\
 ---
@@ -95,11 +94,6 @@ jobs:
             minimum: -1000
             maximum: 1000000
 """ % EXIT_MARK
-
-
-def _stack_port_block(count: int = 3, _free=c.free_port_block) -> int:
-    """`_common.Stack` reserves three ports; the stack now also listens on base+3 (kew) and +4 (pbc)."""
-    return _free(max(count, STACK_PORTS))
 
 
 def epoch(text: str) -> float:
@@ -174,7 +168,6 @@ def stats_ms(values: list[float]) -> dict:
 
 def main() -> c.Report:
     report = c.Report("job_latency")
-    c.free_port_block = _stack_port_block  # for c.Stack below: a base whose five ports are all free
     with tempfile.TemporaryDirectory(prefix="dm-bench-") as tmp:
         jobs_dir = Path(tmp) / "jobs"
         jobs_dir.mkdir()
@@ -182,7 +175,7 @@ def main() -> c.Report:
         (jobs_dir / "bench-jobs.yaml").write_text(JOBS)
         with c.Stack(Path(tmp) / "data") as stack:
             ready = stack.wait_ready()
-            print(f"local stack on ports {stack.port}-{stack.port + STACK_PORTS - 1}, ready in {ready:.1f} s",
+            print(f"local stack on ports {stack.port}-{stack.port + 4}, ready in {ready:.1f} s",
                   flush=True)
             admin = c.ApiClient(stack.port, stack.token("admin"))
             body, headers = form({"url": str(jobs_dir / "manifest.yaml")})

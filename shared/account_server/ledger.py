@@ -22,7 +22,7 @@ from shared.account_server.base import (
 from shared.db.base import iso, utcnow
 from shared.db.models import LedgerOrganisation, LedgerProduct, LedgerUnit, LedgerUnitMember
 from shared.db.session import transaction
-from shared.errors import BadRequest, Forbidden, NotFound, Unsupported
+from shared.errors import Forbidden, NotFound, Unsupported
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine

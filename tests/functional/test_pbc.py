@@ -1,6 +1,5 @@
 """pbc: PodMessages (real protobuf bytes in real CloudEvents) become task states and instance phases."""
 
-import json
 import uuid
 
 import pytest

@@ -52,10 +52,10 @@ def add_event(s: "Session", task_id: str, message: str, level: str = "INFO") -> 
     """Append an event; ordinals start at 1 and only grow (one statement: the next ordinal is computed in it)."""
     assert level in LEVELS
     s.flush()  # events added through the session before this one come first
-    following = select(literal(task_id), func.coalesce(func.max(TaskEvent.ordinal), 0) + 1, literal(level),
-                       literal(message), literal(utcnow(), TaskEvent.__table__.c.time.type)
-                       ).where(TaskEvent.task_id == task_id)
-    s.execute(insert(TaskEvent).from_select(["task_id", "ordinal", "level", "message", "time"], following))
+    events = TaskEvent.__table__
+    following = select(literal(task_id), func.coalesce(func.max(events.c.ordinal), 0) + 1, literal(level),
+                       literal(message), literal(utcnow(), events.c.time.type)).where(events.c.task_id == task_id)
+    s.execute(insert(events).from_select(["task_id", "ordinal", "level", "message", "time"], following))
 
 
 def set_state(
@@ -71,12 +71,10 @@ def set_state(
     values: dict = {"state": state}
     if final:
         values.update(done=True, exit_code=exit_code if exit_code is not None else (0 if state == "SUCCESS" else 1))
-    moved = s.execute(
-        update(Task).where(Task.id == task_id, Task.done.is_(False)).values(**values)
-    ).rowcount
+    moved = _update_task(s, task_id, values, done=False)
     if moved:
         s.flush()  # states added through the session first keep their order
-        s.execute(insert(TaskState).values(task_id=task_id, state=state, message=message, time=utcnow()))
+        s.execute(insert(TaskState.__table__).values(task_id=task_id, state=state, message=message, time=utcnow()))
         if message:
             add_event(s, task_id, message, "ERROR" if state == "FAILURE" else "INFO")
     return bool(moved)
@@ -88,12 +86,25 @@ def state_of(s: "Session", task_id: str) -> str | None:
 
 def mark_started(s: "Session", task_id: str) -> bool:
     """PENDING → STARTED, once (a task already started or finished is left alone)."""
-    moved = s.execute(update(Task).where(Task.id == task_id, Task.state == "PENDING", Task.done.is_(False))
-                      .values(state="STARTED")).rowcount
+    moved = _update_task(s, task_id, {"state": "STARTED"}, done=False, state="PENDING")
     if moved:
         s.flush()
-        s.execute(insert(TaskState).values(task_id=task_id, state="STARTED", message=None, time=utcnow()))
+        s.execute(insert(TaskState.__table__).values(task_id=task_id, state="STARTED", message=None, time=utcnow()))
     return bool(moved)
+
+
+def _update_task(s: "Session", task_id: str, values: dict, **guards) -> int:
+    """A guarded UPDATE of one task, as plain SQL (hot in pbc); a loaded Task object follows it."""
+    table = Task.__table__
+    moved = s.execute(update(table).where(table.c.id == task_id, *(table.c[k] == v for k, v in guards.items()))
+                      .values(**values)).rowcount
+    loaded = s.identity_map.get(s.identity_key(Task, task_id)) if moved else None
+    if loaded is not None:
+        from sqlalchemy.orm.attributes import set_committed_value
+
+        for name, value in values.items():
+            set_committed_value(loaded, name, value)  # what the database now holds, not a change to flush
+    return moved
 
 
 def _visible(s: "Session", principal: "Principal"):

@@ -44,6 +44,13 @@ class AccountServer(Protocol):
         no dataset-storage subscription).
         """
 
+    def authorise_processing(self, principal: "Principal", product_id: str) -> int:
+        """Check the Project product ``product_id`` may pay for a Job or Application; returns an authorisation code.
+
+        Raises NotFound (no such product), Unsupported (not a project-tier product) or
+        Forbidden (the product is at its coin limit).
+        """
+
     def namespace(self) -> str:
         """What identifies the Account Server in use ("" for none)."""
 

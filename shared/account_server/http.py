@@ -65,8 +65,15 @@ class HttpAccountServer:
             raise Forbidden(f"Unit {unit_id} has no dataset-storage subscription")
         return 0  # the real grant travels on the merchant channel, which this client does not speak
 
-    def namespace(self) -> str:
-        return self.settings.account_server_namespace
+    def authorise_processing(self, principal: "Principal", product_id: str) -> int:
+        body = self._get(f"/product/{product_id}", principal.token).get("product") or {}
+        product = body.get("product") or {}
+        if product.get("type") != PROJECT_TIER:
+            raise Unsupported(f"Product {product_id} is not a project-tier subscription")
+        coins = body.get("coins") or product.get("coins") or {}
+        if coins.get("at_limit"):
+            raise Forbidden(f"Product {product_id} has reached its coin limit: nothing more can run in its Projects")
+        return 0  # the real grant travels on the merchant channel, which this client does not speak
 
     def registration(self) -> dict:
         return {"merchant_id": 1, "name": "Data Manager", "registered": ""}

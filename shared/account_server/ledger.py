@@ -80,6 +80,17 @@ class LedgerAccountServer:
                 raise Forbidden(f"Unit {unit_id} has no dataset-storage subscription")
         return _authorisation_code()
 
+    def authorise_processing(self, principal: "Principal", product_id: str) -> int:
+        # The built-in ledger keeps no coin limits: any project-tier product may pay.
+        if product_id != TEST_PRODUCT_ID:
+            with transaction(self.engine, readonly=True) as s:
+                product = s.get(LedgerProduct, product_id)
+                if product is None:
+                    raise NotFound(f"Product {product_id} does not exist")
+                if product.type != PROJECT_TIER:
+                    raise Unsupported(f"Product {product_id} is not a project-tier subscription")
+        return _authorisation_code()
+
     def namespace(self) -> str:
         return self.settings.account_server_namespace or "built-in-ledger"
 

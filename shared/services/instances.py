@@ -43,6 +43,7 @@ class Launch:
 
     application: applications.Application
     project_id: str
+    product_id: str  # the Project's Account Server product: it pays for the instance
     name: str
     instance_id: str
     specification: str | None
@@ -83,7 +84,8 @@ def check_launch(s: "Session", principal: "Principal", storage: "Storage", form:
             raise BadRequest("'specification' must be JSON text") from None
         if not isinstance(spec, dict):
             raise BadRequest("'specification' must be a JSON object")
-    launch = Launch(application=application, project_id=project.id, name=name, instance_id=new_id("instance"),
+    launch = Launch(application=application, project_id=project.id, product_id=project.product_id, name=name,
+                    instance_id=new_id("instance"),
                     specification=spec_text, debug=(form.get("debug") or "0") not in ("0", "", "false", "False"))
     launch.callback_url = form.get("callback_url") or None
     context = form.get("callback_context")
@@ -211,10 +213,15 @@ def _render(template: str, values: dict, subject: str) -> str:
     return text
 
 
-def record(s: "Session", principal: "Principal", launch: Launch) -> tuple[Instance, Task]:
-    """The instance and its CREATE task, in the caller's transaction."""
+def record(s: "Session", principal: "Principal", launch: Launch,
+           authorisation_code: int | None = None) -> tuple[Instance, Task]:
+    """The instance and its CREATE task, in the caller's transaction.
+
+    ``authorisation_code`` is the Account Server's grant for the processing (every charge carries it).
+    """
     now = utcnow()
     app = launch.application
+    projects.load(s, principal, launch.project_id, projects.WRITE)  # still there, still theirs
     if s.scalar(select(Instance.id).where(Instance.project_id == launch.project_id, Instance.name == launch.name,
                                          Instance.deleted.is_(False), Instance.phase.in_(("PENDING", "RUNNING")))):
         raise Conflict(f"An instance called {launch.name} is already running in this project")
@@ -231,6 +238,7 @@ def record(s: "Session", principal: "Principal", launch: Launch) -> tuple[Instan
         callback_url=launch.callback_url, callback_context=launch.callback_context,
         callback_token=launch.callback_token,
         launch_exchange_rate=(jobs.current_rate(s, job.id) or jobs.DEFAULT_EXCHANGE_RATE) if job else None,
+        authorisation_code=authorisation_code,
     )
     if job is not None:
         instance.job_id, instance.job_collection, instance.job_job = job.id, job.collection, job.job

@@ -253,3 +253,61 @@ def test_an_instance_callback_token_reads_project_files_until_revoked(api, alice
     assert anonymous.get(url, query_string={"token": token, "file": "a.txt"}).status_code == 403
     assert alice.get(f"/instance/{instance_id}").get_json()["has_valid_callback_token"] is False
     assert anonymous.delete(f"/data-manager-api/instance/{instance_id}/token/{token}").status_code == 404
+
+
+# --- launching through the api (the local launcher runs the command as a process) -----------------
+
+
+def test_a_launch_is_authorised_recorded_and_run(api, alice, test_jobs):
+    pid = alice.create_project("Runs")
+    resp = alice.post("/instance", data={"application_id": "datamanagerjobs.squonk.it", "project_id": pid,
+                                         "as_name": "Quick", "specification": spec("fail", code=4)})
+    assert resp.status_code == 201, resp.get_json()
+    body = resp.get_json()
+    assert set(body) == {"instance_id", "task_id", "command"} and body["command"].endswith(" 4")
+    instance = alice.get(f"/instance/{body['instance_id']}").get_json()
+    assert isinstance(instance["authorisation_code"], int) and instance["authorisation_code"] > 0
+    assert instance["phase"] == "PENDING" and instance["tasks"] == [{"id": body["task_id"], "purpose": "CREATE"}]
+    assert instance["job_collection"] == "dm-test" and instance["launch_exchange_rate"] == "0"
+    launcher = api.services.launcher
+    assert launcher.wait(body["instance_id"], timeout=30)  # the process really ran, and ended
+    assert b"Giving up" in launcher.read_log(body["instance_id"])
+    listed = alice.get("/instance", query_string={"project_id": pid}).get_json()
+    assert [i["id"] for i in listed["instances"]] == [body["instance_id"]]
+    removal = alice.delete(f"/instance/{body['instance_id']}")
+    assert removal.status_code == 200
+    assert alice.get(f"/task/{removal.get_json()['task_id']}").get_json()["exit_code"] == 0
+    assert alice.get(f"/instance/{body['instance_id']}").status_code == 404
+
+
+def test_a_launch_the_account_server_refuses_records_nothing(api, alice, test_jobs):
+    from sqlalchemy import delete
+
+    from shared.db.models import LedgerProduct, Project
+    from shared.db.session import transaction
+
+    pid = alice.create_project("Runs")
+    with transaction(api.services.engine) as s:  # the Project's product is gone from the ledger
+        product_id = s.get(Project, pid).product_id
+        s.execute(delete(LedgerProduct).where(LedgerProduct.id == product_id))
+    resp = alice.post("/instance", data={"application_id": "datamanagerjobs.squonk.it", "project_id": pid,
+                                         "as_name": "Refused", "specification": spec("fail", code=4)})
+    assert resp.status_code == 404 and product_id in resp.get_json()["error"]
+    assert alice.get("/instance").get_json()["count"] == 0
+    assert alice.get("/task", query_string={"project_id": pid}).get_json()["count"] == 0
+
+
+def test_an_instance_name_runs_once_at_a_time_and_others_cannot_touch_it(api, alice, bob, test_jobs):
+    pid = alice.create_project("Runs")
+    form = {"application_id": "datamanagerjobs.squonk.it", "project_id": pid, "as_name": "Long",
+            "specification": spec("sleep", seconds=60)}
+    first = alice.post("/instance", data=form).get_json()
+    assert alice.post("/instance", data=form).status_code == 409
+    instance_id = first["instance_id"]
+    assert bob.get(f"/instance/{instance_id}").status_code == 404
+    assert bob.delete(f"/instance/{instance_id}").status_code == 404
+    assert bob.patch(f"/instance/{instance_id}", query_string={"archive": "true"}).status_code == 404
+    assert alice.patch(f"/instance/{instance_id}", query_string={"archive": "true"}).status_code == 204
+    assert alice.get(f"/instance/{instance_id}").get_json()["archived"] is True
+    assert alice.delete(f"/instance/{instance_id}").status_code == 200
+    assert api.services.launcher.wait(instance_id, timeout=30)  # stopped

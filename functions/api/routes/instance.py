@@ -59,9 +59,12 @@ def create_instance(ctx):
     """Launch a job or an application; its task follows it."""
     from shared.launchers.base import LaunchError
 
-    with transaction(ctx.engine) as s:
+    with transaction(ctx.engine, readonly=True) as s:
         launch = instances.check_launch(s, ctx.user, ctx.storage, _form(ctx))
-        instance, task = instances.record(s, ctx.user, launch)
+    # the Project's product pays: the Account Server may refuse (at its limit), before anything is recorded
+    code = ctx.account_server.authorise_processing(ctx.user, launch.product_id)
+    with transaction(ctx.engine) as s:
+        instance, task = instances.record(s, ctx.user, launch, authorisation_code=code)
         instance_id, task_id = instance.id, task.id
     try:  # after the commit: the pod's events find the instance recorded
         ctx.services.launcher.launch(instances.launch_spec(launch, task_id, ctx.user.username))

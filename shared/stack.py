@@ -137,6 +137,8 @@ def check_ports_free(ports: list[int]) -> None:
 
     for port in ports:
         with socket.socket() as probe:
+            # as the servers themselves bind: a port whose last connections linger in TIME_WAIT is free
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:

@@ -147,11 +147,7 @@ def check_ports_free(ports: list[int]) -> None:
 
 
 class Children:
-    """The event functions and the Broker, each its own process as in a cluster.
-
-    A process that dies is started again (as Kubernetes restarts a crashed container), so
-    one crash does not silently stop events from flowing.
-    """
+    """The event functions and the Broker, each its own process as in a cluster."""
 
     def __init__(self, settings: Settings, broker_url: str):
         import os
@@ -167,8 +163,6 @@ class Children:
                                str(settings.port + BROKER_PORT_OFFSET), *services], settings.port + BROKER_PORT_OFFSET))
         self.env = env
         self.processes = [self._spawn(command) for command, _ in self.commands]
-        self.stopping = threading.Event()
-        self.restarts = 0
 
     def _spawn(self, command):
         import subprocess
@@ -194,30 +188,9 @@ class Children:
                         raise SystemExit(f"Nothing listens on port {port} after {timeout:.0f} s") from None
                     time.sleep(0.05)
 
-    def supervise(self, every_s: float = 1.0, max_restarts: int = 20) -> threading.Thread:
-        def loop() -> None:
-            while not self.stopping.wait(every_s):
-                for i, process in enumerate(self.processes):
-                    if process.poll() is None or self.stopping.is_set():
-                        continue
-                    command, port = self.commands[i]
-                    if self.restarts >= max_restarts:
-                        log.error("The process for port %s exited with code %s; not restarting it again",
-                                  port, process.returncode)
-                        continue
-                    self.restarts += 1
-                    log.warning("The process for port %s exited with code %s; starting it again",
-                                port, process.returncode)
-                    self.processes[i] = self._spawn(command)
-
-        thread = threading.Thread(target=loop, name="dm-supervisor", daemon=True)
-        thread.start()
-        return thread
-
     def stop(self, timeout: float = 10) -> None:
         import subprocess
 
-        self.stopping.set()
         for child in self.processes:
             if child.poll() is None:
                 child.terminate()
@@ -263,7 +236,6 @@ def run(settings: Settings) -> int:
     children = Children(settings, broker_url)
     try:
         children.wait_listening()
-        children.supervise()
         Server().run()
     finally:
         stop.set()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db.base import Base
@@ -79,10 +79,12 @@ class Instance(Base):
     """A running (or finished) job or application in a project."""
 
     __tablename__ = "instances"
+    # a project's instances, and the "one running instance of a name" check at launch
+    __table_args__ = (Index("ix_instances_project_id_name", "project_id", "name"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(80))
-    project_id: Mapped[str] = mapped_column(String(64), index=True)
+    project_id: Mapped[str] = mapped_column(String(64))
     owner: Mapped[str] = mapped_column(String(80), index=True)
     application_id: Mapped[str] = mapped_column(String(80))
     application_version: Mapped[str] = mapped_column(String(24))

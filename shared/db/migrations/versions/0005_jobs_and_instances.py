@@ -57,7 +57,7 @@ def upgrade() -> None:
     with op.batch_alter_table('instances', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_instances_deleted'), ['deleted'], unique=False)
         batch_op.create_index(batch_op.f('ix_instances_owner'), ['owner'], unique=False)
-        batch_op.create_index(batch_op.f('ix_instances_project_id'), ['project_id'], unique=False)
+        batch_op.create_index('ix_instances_project_id_name', ['project_id', 'name'], unique=False)
 
     op.create_table('job_manifests',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -153,7 +153,7 @@ def downgrade() -> None:
     op.drop_table('instance_charges')
     op.drop_table('job_manifests')
     with op.batch_alter_table('instances', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_instances_project_id'))
+        batch_op.drop_index('ix_instances_project_id_name')
         batch_op.drop_index(batch_op.f('ix_instances_owner'))
         batch_op.drop_index(batch_op.f('ix_instances_deleted'))
 

@@ -140,3 +140,27 @@ def test_a_dry_run_shows_the_command_and_launches_nothing(stack, alice, jobs_loa
     assert rv.success and rv.http_status_code == 201, rv.msg
     assert rv.msg["command"].startswith("python3 -c ") and rv.msg["command"].endswith(" 2")
     assert DmApi.get_project_instances(alice, project_id=project).msg["count"] == 0
+
+
+def test_an_application_runs_until_it_is_deleted(stack, alice, project):
+    """An application's task is STARTED while it runs, and ends SUCCESS when it is deleted."""
+    import requests
+
+    token_header = {"Authorization": f"Bearer {alice}"}
+    resp = requests.post(stack.api_url + "/instance", headers=token_header, data={
+        "application_id": "jupyternotebooks.squonk.it", "project_id": project, "as_name": "Notebook"}, timeout=10)
+    assert resp.status_code == 201, resp.text
+    instance_id, task_id = resp.json()["instance_id"], resp.json()["task_id"]
+    assert "command" not in resp.json()
+    deadline = time.monotonic() + 20
+    while DmApi.get_instance(alice, instance_id=instance_id).msg.get("phase") != "RUNNING":
+        assert time.monotonic() < deadline, "the application never ran"
+        time.sleep(0.05)
+    task = DmApi.get_task(alice, task_id=task_id).msg
+    assert task["done"] is False and task["states"][-1]["state"] == "STARTED"
+    instance = DmApi.get_instance(alice, instance_id=instance_id).msg
+    assert instance["application_type"] == "APPLICATION" and "started" in instance and "stopped" not in instance
+    rv = DmApi.delete_instance(alice, instance_id=instance_id)
+    assert rv.success, rv.msg
+    task = task_of(alice, task_id)
+    assert task["exit_code"] == 0 and task["states"][-1]["state"] == "SUCCESS"

@@ -85,6 +85,12 @@ def _store_version(event: EventView, source_field: str, *, discard_source: bool)
     else:
         moving = discard_source
     checked = _checked_facts(data) if source_field == "staged_key" else None
+    if checked is not None:
+        info = storage.stat(source)
+        if info is not None and info.size != checked["size"]:
+            log.warning("Staged %s is %s bytes, not the %s checked on arrival: checking it again",
+                        source, info.size, checked["size"])
+            checked = None  # what is stored is not what was checked: trust only a fresh read
     try:
         if checked is None:  # not seen as it arrived: read it once now (beside the copy, for an import)
             check = StreamCheck(types.validator_for(mime, file_name))

@@ -260,6 +260,19 @@ def test_the_api_checks_an_upload_as_it_arrives(alice, api, upload_fn, monkeypat
     assert alice.get(f"/digest/dataset/{checked['digest']}").get_json()["dataset_id"] == body["dataset_id"]
 
 
+def test_a_staged_file_that_changed_since_its_check_is_checked_again(alice, api, upload_fn):
+    """The verdict in the event covers what arrived; a staged file of another size is read afresh."""
+    body = post_dataset(alice, SDF, "e.sdf", "chemical/x-mdl-sdfile").get_json()
+    (event,) = pending_events(api)
+    storage = api.services.storage
+    staged = event_payload(event)["staged_key"]
+    storage.write(staged, [b"a,b\n1,2\n"])  # not the file that was checked, and not an SD-file
+    assert deliver(upload_fn, event).status_code == 202
+    task = alice.get(f"/task/{body['task_id']}").get_json()
+    assert task["exit_code"] != 0 and "not a valid" in task["states"][-1]["message"]
+    assert alice.get(f"/dataset/{body['dataset_id']}/versions").get_json()["count"] == 0
+
+
 def test_fields_after_the_file_are_checked_by_the_upload_function(alice, api, upload_fn):
     """Sent file-first, the api cannot check on arrival: the upload function reads the file once."""
     bad = b"a,b\n1,2\n"

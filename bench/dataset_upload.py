@@ -157,7 +157,7 @@ def main() -> c.Report:
 
         with c.Stack(data) as stack:
             ready = stack.wait_ready()
-            print(f"local stack on ports {stack.port}-{stack.port + 2}, ready in {ready:.1f} s", flush=True)
+            print(f"local stack on ports {stack.port}-{stack.port + 4}, ready in {ready:.1f} s", flush=True)
             api = c.ApiClient(stack.port, stack.token("alice"))
             unit_id = stack.facts["users"]["alice"]["unit_id"]
             for label, mime, name in TYPES:  # imports, buffers and connections in place

@@ -96,7 +96,7 @@ def main() -> c.Report:
     with tempfile.TemporaryDirectory(prefix="dm-bench-") as tmp:
         with c.Stack(Path(tmp) / "data") as stack:
             ready = stack.wait_ready()
-            print(f"local stack on ports {stack.port}-{stack.port + 2}, ready in {ready:.1f} s", flush=True)
+            print(f"local stack on ports {stack.port}-{stack.port + 4}, ready in {ready:.1f} s", flush=True)
             api = c.ApiClient(stack.port, stack.token("alice"))
             unit_id = stack.facts["users"]["alice"]["unit_id"]
             print(f"SD-file of {len(sd_file(0))} bytes ({MIME}); {WARMUP} warm-up uploads, then {COUNT}",

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound as Rou
 from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wrappers import Response
 
-from functions.api.context import RequestContext, Services
+from functions.api.context import RequestContext
 from functions.api.router import Route
 from shared.config import Settings, get_settings
 from shared.errors import DmError
@@ -42,7 +42,9 @@ class Api:
         import importlib
 
         self.settings = settings
-        self.services = Services(settings)
+        from shared.process_services import ProcessServices
+
+        self.services = ProcessServices(settings)
         self.routes: list[Route] = []
         for name in ROUTE_MODULES:
             module = importlib.import_module(f"functions.api.routes.{name}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 from shared.config import Settings
@@ -14,6 +13,7 @@ if TYPE_CHECKING:
 
     from shared.account_server.base import AccountServer
     from shared.auth.verify import Principal
+    from shared.process_services import ProcessServices
     from shared.storage.base import Storage
 
 _TRUE = {"true", "True", "TRUE", "1", "yes"}
@@ -23,7 +23,7 @@ _FALSE = {"false", "False", "FALSE", "0", "no"}
 class RequestContext:
     """The request, the caller and the services a route may use, each built on first use."""
 
-    def __init__(self, request: "Request", settings: Settings, services: "Services"):
+    def __init__(self, request: "Request", settings: Settings, services: "ProcessServices"):
         self.request = request
         self.settings = settings
         self.services = services
@@ -84,40 +84,3 @@ class RequestContext:
         if number < minimum:
             raise BadRequest(f"The '{name}' parameter must be at least {minimum}")
         return number
-
-
-class Services:
-    """Process-wide collaborators, built lazily so a cold start imports only what it uses."""
-
-    def __init__(self, settings: Settings):
-        self.settings = settings
-
-    @functools.cached_property
-    def engine(self) -> "Engine":
-        from shared.db.session import get_engine
-
-        return get_engine(self.settings.sqlalchemy_url)
-
-    @functools.cached_property
-    def storage(self) -> "Storage":
-        from shared.storage import create_storage
-
-        return create_storage(self.settings.storage_url, self.settings.s3_endpoint_url)
-
-    @functools.cached_property
-    def account_server(self) -> "AccountServer":
-        from shared.account_server import create_account_server
-
-        return create_account_server(self.settings, self.engine)
-
-    @functools.cached_property
-    def launcher(self):
-        from shared.launchers import launcher_for
-
-        return launcher_for(self.settings)
-
-    @functools.cached_property
-    def verifier(self):
-        from shared.auth.verify import TokenVerifier
-
-        return TokenVerifier(self.settings)

@@ -11,12 +11,11 @@ deliveries racing over the same pod never record the same lines twice.
 
 from __future__ import annotations
 
-import functools
 import logging
 from decimal import Decimal
 from typing import Any
 
-from shared.config import get_settings
+from shared.process_services import ProcessServices
 from shared.events.consumer import EventView, PermanentFailure, claim, handle as dispatch
 
 log = logging.getLogger("dm.kew")
@@ -29,25 +28,7 @@ READ_ATTEMPTS = 3
 RATE_SCALE = Decimal(1000)
 
 
-class Services:
-    @functools.cached_property
-    def settings(self):
-        return get_settings()
-
-    @functools.cached_property
-    def engine(self):
-        from shared.db.session import get_engine
-
-        return get_engine(self.settings.sqlalchemy_url)
-
-    @functools.cached_property
-    def launcher(self):
-        from shared.launchers import launcher_for
-
-        return launcher_for(self.settings)
-
-
-services = Services()
+services = ProcessServices()  # settings from the environment, collaborators on first use
 
 
 def on_pod_event(event: EventView) -> None:

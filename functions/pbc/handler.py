@@ -8,10 +8,9 @@ recorded once.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 
-from shared.config import get_settings
+from shared.process_services import ProcessServices
 from shared.events.consumer import EventView, PermanentFailure, claim, handle as dispatch
 
 log = logging.getLogger("dm.pbc")
@@ -21,19 +20,7 @@ ENDED_WELL = ("Succeeded", "Completed")
 ENDED = ENDED_WELL + ("Failed",)
 
 
-class Services:
-    @functools.cached_property
-    def settings(self):
-        return get_settings()
-
-    @functools.cached_property
-    def engine(self):
-        from shared.db.session import get_engine
-
-        return get_engine(self.settings.sqlalchemy_url)
-
-
-services = Services()
+services = ProcessServices()  # settings from the environment, collaborators on first use
 
 
 def _time(text: str) -> dt.datetime | None:

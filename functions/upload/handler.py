@@ -7,35 +7,16 @@ UPDATE. A redelivered event finds the version past COPYING and does nothing twic
 
 from __future__ import annotations
 
-import functools
 import logging
 
-from shared.config import get_settings
+from shared.process_services import ProcessServices
 from shared.events.consumer import EventView, PermanentFailure, claim, handle as dispatch
 
 log = logging.getLogger("dm.upload")
 CONSUMER = "upload"
 
 
-class Services:
-    @functools.cached_property
-    def settings(self):
-        return get_settings()
-
-    @functools.cached_property
-    def engine(self):
-        from shared.db.session import get_engine
-
-        return get_engine(self.settings.sqlalchemy_url)
-
-    @functools.cached_property
-    def storage(self):
-        from shared.storage import create_storage
-
-        return create_storage(self.settings.storage_url, self.settings.s3_endpoint_url)
-
-
-services = Services()
+services = ProcessServices()  # settings from the environment, collaborators on first use
 
 
 def on_dataset_upload(event: EventView) -> None:

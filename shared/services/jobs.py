@@ -141,16 +141,20 @@ def current_rate(s: "Session", job_id: int) -> str | None:
                     .order_by(JobExchangeRate.id.desc()).limit(1))
 
 
-def _replaced_by(s: "Session", job: Job) -> list[dict]:
-    out = []
-    for other in s.scalars(select(Job).where(Job.replaces.contains(job.job))):
-        for r in json.loads(other.replaces):
-            if (r.get("collection"), r.get("job")) == (job.collection, job.job):
-                out.append({"collection": other.collection, "job": other.job})
+def _replacements(s: "Session") -> dict[tuple[str, str], list[dict]]:
+    """Which jobs name each (collection, job) in their ``replaces``: one query for every job."""
+    out: dict[tuple[str, str], list[dict]] = {}
+    for collection, name, replaces in s.execute(select(Job.collection, Job.job, Job.replaces)
+                                                .where(Job.replaces != "[]")):
+        for r in json.loads(replaces):
+            by = {"collection": collection, "job": name}
+            entries = out.setdefault((r.get("collection"), r.get("job")), [])
+            if by not in entries:
+                entries.append(by)
     return out
 
 
-def job_summary(s: "Session", job: Job) -> dict:
+def job_summary(job: Job, replacements: dict[tuple[str, str], list[dict]]) -> dict:
     out = {
         "id": job.id,
         "collection": job.collection,
@@ -168,7 +172,7 @@ def job_summary(s: "Session", job: Job) -> dict:
     replaces = json.loads(job.replaces)
     if replaces:
         out["replaces"] = replaces
-    replaced_by = _replaced_by(s, job)
+    replaced_by = replacements.get((job.collection, job.job))
     if replaced_by:
         out["replaced_by"] = replaced_by
     return out
@@ -176,7 +180,7 @@ def job_summary(s: "Session", job: Job) -> dict:
 
 def job_detail(s: "Session", job: Job) -> dict:
     definition = json.loads(job.definition)
-    out = job_summary(s, job)
+    out = job_summary(job, _replacements(s))
     out.update({
         "application": JOB_APPLICATION,
         "command": job.command,
@@ -193,7 +197,14 @@ def job_detail(s: "Session", job: Job) -> dict:
 
 
 def list_jobs(s: "Session") -> list[dict]:
-    return [job_summary(s, job) for job in s.scalars(select(Job).order_by(Job.collection, Job.job, Job.id))]
+    replacements = _replacements(s)
+    return [job_summary(job, replacements) for job in s.scalars(select(Job).order_by(Job.collection, Job.job, Job.id))]
+
+
+def current_rates(s: "Session") -> dict[int, str]:
+    """Every job's current exchange rate (its newest), in one query."""
+    return {job_id: rate for job_id, rate in s.execute(select(JobExchangeRate.job_id, JobExchangeRate.rate)
+                                                       .order_by(JobExchangeRate.id))}
 
 
 def check_rate(text: str | None) -> str:

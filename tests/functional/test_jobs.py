@@ -311,3 +311,19 @@ def test_an_instance_name_runs_once_at_a_time_and_others_cannot_touch_it(api, al
     assert alice.get(f"/instance/{instance_id}").get_json()["archived"] is True
     assert alice.delete(f"/instance/{instance_id}").status_code == 200
     assert api.services.launcher.wait(instance_id, timeout=30)  # stopped
+
+
+def test_replacements_are_shown_both_ways(admin, alice, tmp_path):
+    (tmp_path / "manifest.yaml").write_text("kind: DataManagerManifest\nkind-version: '2021.1'\n"
+                                            "job-definition-files:\n- jobs.yaml\n")
+    job = ("    name: {name}\n    version: '1.0.0'\n    image: {{name: x/y, tag: '1', project-directory: /data,"
+           " working-directory: /data}}\n    command: echo {name}\n")
+    (tmp_path / "jobs.yaml").write_text(
+        "kind: DataManagerJobDefinition\nkind-version: '2021.1'\ncollection: dm-old\njobs:\n  old:\n"
+        + job.format(name="old") + "  new:\n" + job.format(name="new")
+        + "    replaces:\n    - {collection: dm-old, job: old}\n")
+    assert load(admin, tmp_path / "manifest.yaml").get_json()["num_jobs_loaded"] == 2
+    listed = {j["job"]: j for j in alice.get("/job").get_json()["jobs"]}
+    assert listed["old"]["replaced_by"] == [{"collection": "dm-old", "job": "new"}] and "replaces" not in listed["old"]
+    assert listed["new"]["replaces"] == [{"collection": "dm-old", "job": "old"}] and "replaced_by" not in listed["new"]
+    assert alice.get(f"/job/{listed['old']['id']}").get_json()["replaced_by"] == listed["old"]["replaced_by"]

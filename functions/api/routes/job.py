@@ -68,8 +68,9 @@ def get_all_exchange_rates(ctx):
     only_undefined = ctx.flag("only_undefined")
     items = []
     with transaction(ctx.engine, readonly=True) as s:
+        rates = jobs.current_rates(s)
         for job in s.scalars(select(Job).order_by(Job.id)):
-            rate = jobs.current_rate(s, job.id)
+            rate = rates.get(job.id)
             if (rate is None) != only_undefined:
                 continue
             item = {"id": job.id, "collection": job.collection, "job": job.job, "version": job.version}

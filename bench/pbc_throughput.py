@@ -17,7 +17,7 @@ The pbc function runs as a real process, ``python -m functions_framework --targe
 main.py`` with ``DM_DATABASE_URL`` on the bench database and functions-framework's own server
 settings (no WORKERS/THREADS in its environment; the settings it then uses are printed). 8 client
 threads, one keep-alive ``http.client`` connection each, POST binary-mode CloudEvents
-(``ce-type: dm.pod.message.v1``, ``Content-Type: application/protobuf``, the body a serialized
+(``ce-type`` of ``PodMessageEvent``, ``Content-Type: application/protobuf``, the body a serialized
 ``PodMessage``): for each instance a Running message, then a Succeeded one with exit code 0. The
 instances are dealt out to the threads in turn. Every answer must be 202. Messages and their
 bodies are built before the clock starts.
@@ -31,7 +31,7 @@ Afterwards the database must show, for every instance sent: phase COMPLETED with
 ``stopped``; its task done, state SUCCESS, exit code 0, with exactly one STARTED and exactly one
 SUCCESS state; and one pbc inbox row per message. Anything else fails the run.
 
-Then, to see where a message's time goes, 200 more instances are fed through ``pbc.handler.apply``
+Then, to see where a message's time goes, 200 more instances are fed through pbc's claim and ``instances.apply_pod_message``
 in this process (no HTTP), one message at a time, with a counter on SQLAlchemy's statements and
 commits and on the connection pool's checkouts (each checkout is a pre-ping round trip), and the
 CPU time of the calling thread.
@@ -158,8 +158,10 @@ def pod_message(instance_id: str, task_id: str, phase: str) -> bytes:
 
 
 def headers() -> dict[str, str]:
-    return {"ce-specversion": "1.0", "ce-id": str(uuid.uuid4()), "ce-type": "dm.pod.message.v1",
-            "ce-source": "/data-manager/kew", "Content-Type": "application/protobuf"}
+    from shared.events.contracts import PodMessageEvent
+
+    return {"ce-specversion": "1.0", "ce-id": str(uuid.uuid4()), "ce-type": PodMessageEvent.TYPE,
+            "ce-source": PodMessageEvent.SOURCE, "Content-Type": PodMessageEvent.CONTENT_TYPE}
 
 
 def plan(pairs: list[tuple[str, str]]) -> list[list[tuple[bytes, dict, str]]]:
@@ -384,13 +386,15 @@ def _label(sql: str) -> str:
 
 
 def profile_in_process(engine, pairs: list[tuple[str, str]]) -> dict:
-    """Each message through ``pbc.handler.apply`` here, one at a time: wall and CPU time, SQL statements,
+    """Each message through pbc's claim and ``instances.apply_pod_message`` here, one at a time: wall and CPU time, SQL statements,
     commits and pool checkouts (each checkout is one pre-ping round trip) per message."""
     from sqlalchemy import event
 
-    from functions.pbc import handler
-    from shared.events.consumer import EventView
-    from shared.messages.pod_message_pb2 import PodMessage
+    from shared.db.session import transaction
+    from shared.events import wire
+    from shared.events.consumer import Received
+    from shared.events.contracts import PodMessageEvent
+    from shared.services import instances
 
     counts = {"statements": 0, "commits": 0, "checkouts": 0}
     seen: list[str] = []
@@ -416,8 +420,11 @@ def profile_in_process(engine, pairs: list[tuple[str, str]]) -> dict:
             t0, c0 = time.perf_counter(), time.thread_time()
             for instance_id, task_id in pairs:
                 raw = pod_message(instance_id, task_id, phase)
-                view = EventView(str(uuid.uuid4()), "dm.pod.message.v1", "/data-manager/kew", instance_id, raw, raw)
-                handler.apply(engine, PodMessage.FromString(raw), view)
+                received = Received("pbc", wire.new_event(PodMessageEvent.TYPE, PodMessageEvent.SOURCE, raw,
+                                                          content_type=PodMessageEvent.CONTENT_TYPE))
+                with transaction(engine) as s:
+                    if received.claim(s):
+                        instances.apply_pod_message(s, PodMessageEvent.from_bytes(raw, PodMessageEvent.TYPE).message)
             took, cpu = time.perf_counter() - t0, time.thread_time() - c0
             n = len(pairs)
             per_message = (counts["statements"] - before["statements"]) // n
@@ -532,7 +539,7 @@ def main() -> c.Report:
     report.figure("cpu_ms_per_message", per_msg, "CPU per message (median of rounds): "
                   + ", ".join(f"{k} {v:.2f} ms" for k, v in per_msg.items())
                   + f"; wall per message {1000 / med:.2f} ms")
-    report.figure("in_process_per_message", profile, "pbc.handler.apply in this process, one message at a time: "
+    report.figure("in_process_per_message", profile, "pbc's claim and apply_pod_message in this process, one message at a time: "
                   + "; ".join(f"{phase}: {p['ms_per_message']:.2f} ms ({p['cpu_ms_per_message']:.2f} ms CPU), "
                               f"{p['statements']:.0f} SQL statements, {p['commits']:.0f} commit, "
                               f"{p['checkouts']:.0f} pool checkout with its pre-ping"
@@ -544,7 +551,7 @@ def main() -> c.Report:
     report.figure("worker_ceiling_per_s", round(1000 / worker_cpu, 1),
                   f"the pbc worker process used {c.median(busy) * 100:.0f}% of one core while the rounds ran; at "
                   f"{worker_cpu:.2f} ms of its CPU a message, one worker can do at most {1000 / worker_cpu:.0f} "
-                  f"messages/s. Of that CPU, pbc.handler.apply (SQLAlchemy + pg8000) "
+                  f"messages/s. Of that CPU, claim and apply_pod_message (SQLAlchemy + pg8000) "
                   f"~{apply_cpu:.2f} ms, the HTTP request and CloudEvent (gunicorn, Flask, functions-framework, "
                   f"cloudevents) ~{max(worker_cpu - apply_cpu, 0):.2f} ms")
     report.figure("postgres_round_trip_ms", round(rtt, 3), f"one SELECT 1 round trip (pg8000): {rtt:.3f} ms")

@@ -47,3 +47,10 @@ class Unsupported(DmError):
 
 class Unprocessable(DmError):
     status = 422
+
+
+class PermanentFailure(Unprocessable):
+    """An event that can never be handled: its consumer answers 422 and the broker dead-letters it.
+
+    Consumers treat every other 4xx error of this family the same way (knative.md §5).
+    """

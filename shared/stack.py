@@ -91,19 +91,11 @@ def serve_broker(port: int, services: dict[str, str], data_dir: Path) -> int:
 
     from werkzeug.serving import make_server
 
-    from shared.events.router import Router, load_routing
+    from shared.events.delivery import Router
+    from shared.events.triggers import load_routing, service_resolver
 
     routing = load_routing(sorted((ROOT / "knative").glob("*.yaml")))
-
-    def resolve(destination: dict) -> str | None:
-        name = (destination.get("ref") or {}).get("name")
-        base = services.get(name) if name else None
-        uri = destination.get("uri") or ""
-        if base is None:
-            return uri if uri.startswith("http") else None
-        return base.rstrip("/") + "/" + uri.lstrip("/")
-
-    router = Router(routing, resolve, dead_letter_file=Path(data_dir) / "dead-letters.jsonl")
+    router = Router(routing, service_resolver(services), dead_letter_file=Path(data_dir) / "dead-letters.jsonl")
     router.start()
     server = make_server("127.0.0.1", port, router.wsgi_app, threaded=True)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

@@ -12,7 +12,7 @@ import queue
 import threading
 from typing import Iterable, Iterator
 
-from shared.datasets.types import ContentValidator
+from shared.datasets.content import ContentValidator
 from shared.errors import Unprocessable
 
 PIECE_SIZE = 4 * 1024 * 1024

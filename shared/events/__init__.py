@@ -1,1 +1,1 @@
-"""Events: the outbox, consumers, and the local stand-in for the Broker."""
+"""Events: contracts, the CloudEvents wire codec, the outbox and inbox, consumers, and the local Broker."""

@@ -7,7 +7,6 @@ Nothing is lost: a row stays undelivered until the broker accepts it, and
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import urllib.error
 import urllib.request
@@ -17,48 +16,36 @@ from typing import TYPE_CHECKING, Iterable
 from shared.db.base import utcnow
 from shared.db.models import OutboxEvent
 from shared.db.session import transaction
+from shared.events.wire import WireEvent, new_event, to_http
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
+    from shared.events.contracts import Contract
+
 log = logging.getLogger("dm.outbox")
-SOURCE = "/data-manager"
 SEND_TIMEOUT_S = 5
 BATCH = 100
 
 
-def add(s: "Session", type_: str, data: dict | bytes, *, subject: str | None = None,
-        content_type: str | None = None) -> OutboxEvent:
-    """Queue one CloudEvent in the caller's transaction (JSON for a dict, raw bytes otherwise)."""
-    if isinstance(data, dict):
-        body, content_type = json.dumps(data, separators=(",", ":")).encode(), content_type or "application/json"
-    else:
-        body, content_type = bytes(data), content_type or "application/protobuf"
-    event = OutboxEvent(id=str(uuid.uuid4()), type=type_, source=SOURCE, subject=subject,
-                        datacontenttype=content_type, data=body, created=utcnow(), attempts=0)
-    s.add(event)
-    return event
+def add(s: "Session", event: "Contract") -> OutboxEvent:
+    """Queue one event (a contract from ``shared.events.contracts``) in the caller's transaction."""
+    row = OutboxEvent(id=str(uuid.uuid4()), type=event.type, source=event.SOURCE, subject=event.subject,
+                      datacontenttype=event.CONTENT_TYPE, data=event.to_bytes(), created=utcnow(), attempts=0)
+    s.add(row)
+    return row
 
 
-def binary_request(event: OutboxEvent) -> tuple[dict[str, str], bytes]:
-    """The event in CloudEvents' binary HTTP mode: attributes as ce- headers, data as the body."""
-    headers = {
-        "ce-specversion": "1.0",
-        "ce-id": event.id,
-        "ce-type": event.type,
-        "ce-source": event.source,
-        "ce-time": event.created.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
-        "Content-Type": event.datacontenttype,
-    }
-    if event.subject:
-        headers["ce-subject"] = event.subject
-    return headers, event.data
+def wire_event(row: OutboxEvent) -> WireEvent:
+    """The stored event as it goes on the wire, with the id and time it was written with."""
+    return new_event(row.type, row.source, row.data, content_type=row.datacontenttype, subject=row.subject,
+                     id_=row.id, time=row.created)
 
 
-def send(broker_url: str, event: OutboxEvent) -> None:
-    """POST one event; raises on anything but a 2xx."""
-    headers, body = binary_request(event)
+def send(broker_url: str, row: OutboxEvent) -> None:
+    """POST one event in binary mode; raises on anything but a 2xx."""
+    headers, body = to_http(wire_event(row))
     req = urllib.request.Request(broker_url, data=body, headers=headers, method="POST")
     with urllib.request.urlopen(req, timeout=SEND_TIMEOUT_S) as resp:
         if not 200 <= resp.status < 300:

@@ -3,8 +3,8 @@
 Each instance runs its argv (no shell) in its project folder, in a process group of its own;
 stdout and stderr go to ``<logs_root>/<instance-id>.log``, which stands for the pod log. The
 launcher then reports the "pod" exactly as an ApiServerSource in Resource mode reports a real
-one (knative.md §3): CloudEvents of type ``dev.knative.apiserver.resource.add`` (Pending),
-``.update`` (Running, then Succeeded or Failed) and ``.delete`` (once it has ended, unless
+one (knative.md §3), as ``PodChange`` events (``shared.events.contracts``): added (Pending),
+updated (Running, then Succeeded or Failed) and deleted (once it has ended, unless
 debugging), each carrying the whole Pod as JSON, built by `shared.launchers.pods`.
 """
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dm.launcher.local")
 
-EVENT_TYPE_PREFIX = "dev.knative.apiserver.resource."
 # What an in-cluster ApiServerSource puts in `source`: the API server it talks to.
 DEFAULT_SOURCE = "https://kubernetes.default.svc:443"
 INHERITED_VARIABLES = ("PATH", "HOME", "LANG")
@@ -321,9 +320,9 @@ class LocalLauncher:
 
     def _send(self, event: "CloudEvent") -> None:
         """POST in binary mode; a few quick retries, then log and drop (as ApiServerSource does)."""
-        from cloudevents.conversion import to_binary
+        from shared.events import wire
 
-        headers, body = to_binary(event)
+        headers, body = wire.to_http(wire.from_attributes(event.get_attributes(), event.data))
         assert self.sink_url is not None
         problem = "not sent"
         for attempt in range(self.send_retries + 1):
@@ -352,15 +351,18 @@ def pod_event(action: str, pod: dict[str, Any], source: str = DEFAULT_SOURCE) ->
     """
     from cloudevents.http import CloudEvent
 
+    from shared.events.contracts import PodChange
+
+    change = PodChange(action, pod)
     meta = pod["metadata"]
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
     return CloudEvent({
-        "type": EVENT_TYPE_PREFIX + action,
+        "type": change.type,
         "source": source,
-        "subject": f"/apis/v1/namespaces/{meta['namespace']}/pods/{meta['name']}",
+        "subject": change.subject,
         "id": str(uuid.uuid4()),
         "time": now,
-        "datacontenttype": "application/json",
+        "datacontenttype": change.CONTENT_TYPE,
         "kind": "Pod",
         "name": meta["name"],
         "namespace": meta["namespace"],

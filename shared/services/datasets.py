@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING
 
@@ -11,7 +12,7 @@ from shared.db.base import iso, new_id, utcnow
 from shared.db.models import Dataset, DatasetEditor, DatasetVersion
 from shared.db.models.dataset import HIDDEN_STAGES
 from shared.errors import BadRequest, Forbidden, NotFound
-from shared.events import outbox
+from shared.events import contracts, outbox
 from shared.services import tasks, users
 
 if TYPE_CHECKING:
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 DATASET_ID = re.compile(r"dataset-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 DIGEST = re.compile(r"[0-9a-f]{64}")
-UPLOAD_EVENT = "dm.dataset.upload.v1"
 
 
 def check_dataset_id(dataset_id: str | None) -> str | None:
@@ -35,6 +35,21 @@ def check_dataset_id(dataset_id: str | None) -> str | None:
 
 def storage_key(dataset_id: str, version: int, file_name: str) -> str:
     return f"datasets/{dataset_id}/{version}/{file_name}"
+
+
+def stored_list(text: str | None) -> list:
+    """A JSON list column (a Dataset's labels, a version's annotations); anything unreadable is empty."""
+    try:
+        value = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+def labels_map(dataset: Dataset) -> dict:
+    """The Dataset's labels as the label → value map versions and schemas show."""
+    return {label.get("label"): label.get("value") for label in stored_list(dataset.labels)
+            if isinstance(label, dict) and label.get("active", True) is not False}
 
 
 def _can_edit(s: "Session", dataset: Dataset, username: str) -> bool:
@@ -98,13 +113,12 @@ def begin_upload(
     )
     s.add(version)
     s.flush()
-    payload = {"task_id": task.id, "dataset_id": dataset.id, "version": number}
     if staged_key is not None:
-        if checked is not None:
-            payload["checked"] = checked
-        event = outbox.add(s, UPLOAD_EVENT, {**payload, "staged_key": staged_key}, subject=f"{dataset.id}/{number}")
+        event = outbox.add(s, contracts.DatasetUpload(task_id=task.id, dataset_id=dataset.id, version=number,
+                                                      staged_key=staged_key, checked=checked))
     else:
-        event = outbox.add(s, IMPORT_EVENT, {**payload, "source_key": source_key}, subject=f"{dataset.id}/{number}")
+        event = outbox.add(s, contracts.DatasetImport(task_id=task.id, dataset_id=dataset.id, version=number,
+                                                      source_key=source_key))
     return version, task.id, event.id
 
 
@@ -139,7 +153,6 @@ def _version_out(v: DatasetVersion, *, detail: bool, labels: dict, placed: list[
 def _versions_out(s: "Session", dataset: Dataset, query, *, detail: bool) -> list[dict]:
     """The versions a query selects, with the Dataset's labels and where each version is placed."""
     from shared.db.models import Project, ProjectFile
-    from shared.services.metadata import labels_map
 
     found = list(s.scalars(query.order_by(DatasetVersion.version)))
     if not found:
@@ -171,8 +184,6 @@ def versions(s: "Session", principal: "Principal", dataset_id: str, include_dele
 
 def parse_label_filter(text: str | None) -> dict[str, str | None]:
     """The ``labels`` filter of GET /dataset: a JSON object of label → value (``null``: any value)."""
-    import json
-
     if not text:
         return {}
     try:
@@ -193,8 +204,6 @@ def list_visible(s: "Session", principal: "Principal", *, mime_type: str | None 
     ``username`` (the owner) is ANDed with everything else; ``owners`` and ``editors`` are ORed
     with each other; every label in ``labels`` must match (a None value: the label alone).
     """
-    from shared.services.metadata import labels_map
-
     editable = select(DatasetEditor.dataset_id).where(DatasetEditor.username == principal.username)
     query = select(Dataset).where(or_(Dataset.owner == principal.username, Dataset.id.in_(editable)))
     if username:
@@ -252,10 +261,6 @@ def by_digest(s: "Session", principal: "Principal", digest: str) -> dict:
     return {"dataset_id": row.dataset_id, "dataset_version": row.version}
 
 
-IMPORT_EVENT = "dm.dataset.import.v1"
-DELETE_EVENT = "dm.dataset.delete.v1"
-
-
 def add_editor(s: "Session", principal: "Principal", dataset_id: str, username: str) -> None:
     dataset = load(s, principal, dataset_id, edit=True)
     users.check_username(username)
@@ -294,6 +299,6 @@ def begin_delete(s: "Session", principal: "Principal", dataset_id: str, number: 
     task = tasks.create(s, purpose="DATASET", purpose_id=dataset.id, purpose_version=number,
                         owner=principal.username, removal=True, message=f"Deleting version {number}")
     task.processing_stage = "DELETING"
-    event = outbox.add(s, DELETE_EVENT, {"task_id": task.id, "dataset_id": dataset.id, "version": number,
-                                         "keep_project_files": keep_project_files}, subject=f"{dataset.id}/{number}")
+    event = outbox.add(s, contracts.DatasetDelete(task_id=task.id, dataset_id=dataset.id, version=number,
+                                                  keep_project_files=keep_project_files))
     return task.id, event.id

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from shared.db.base import iso, new_id, utcnow
 from shared.db.models import ProjectFile
 from shared.errors import BadRequest, Forbidden, NotFound, Unprocessable
-from shared.events import outbox
+from shared.events import contracts, outbox
 from shared.services import datasets, files, projects, tasks
 
 if TYPE_CHECKING:
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from shared.auth.verify import Principal
     from shared.storage.base import Storage
 
-ATTACH_EVENT = "dm.file.attach.v1"
 FILE_ID = re.compile(r"file-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -53,8 +52,7 @@ def begin_attach(s: "Session", storage: "Storage", principal: "Principal", *, da
     task.purpose_id = managed.id
     task.processing_stage = "COPYING"
     s.flush()
-    event = outbox.add(s, ATTACH_EVENT, {"task_id": task.id, "file_id": managed.id,
-                                         "source_key": version.storage_key}, subject=managed.id)
+    event = outbox.add(s, contracts.FileAttach(task_id=task.id, file_id=managed.id, source_key=version.storage_key))
     return managed, task.id, event.id
 
 

@@ -294,14 +294,6 @@ def _dump(items: list) -> str:
     return json.dumps(items, separators=(",", ":"))
 
 
-def _stored_list(text: str | None) -> list:
-    try:
-        value = json.loads(text or "[]")
-    except ValueError:
-        return []
-    return value if isinstance(value, list) else []
-
-
 def _merge_labels(current: list[dict], changes: list[dict], created: str) -> list[dict]:
     labels = [dict(label) for label in current]
     for change in changes:
@@ -336,7 +328,7 @@ def _meta(dataset: "Dataset", *, description: str, created, last_updated, create
         "created_by": created_by,
         "metadata_version": METADATA_VERSION,
         "annotations": annotations,
-        "labels": _stored_list(dataset.labels),
+        "labels": datasets.stored_list(dataset.labels),
     }
 
 
@@ -348,7 +340,7 @@ def _dataset_out(dataset: "Dataset") -> dict:
 def _version_out(dataset: "Dataset", version: "DatasetVersion") -> dict:
     return _meta(dataset, description=version.description or "", created=version.created,
                  last_updated=version.last_updated, created_by=version.owner,
-                 annotations=_stored_list(version.annotations), version=version.version)
+                 annotations=datasets.stored_list(version.annotations), version=version.version)
 
 
 # --- operations -------------------------------------------------------------------------------
@@ -369,7 +361,7 @@ def update_dataset_meta(s: "Session", principal: "Principal", dataset_id: str, *
         dataset.description = changes["description"]
         changed = True
     if labels is not None:
-        current = _stored_list(dataset.labels)
+        current = datasets.stored_list(dataset.labels)
         merged = _merge_labels(current, labels, iso(now))
         if merged != current:
             dataset.labels = _dump(merged)
@@ -402,7 +394,7 @@ def update_version_meta(s: "Session", principal: "Principal", dataset_id: str, n
         version.description = changes["description"]
         changed = True
     if annotations:
-        current = _stored_list(version.annotations)
+        current = datasets.stored_list(version.annotations)
         merged = current + [_stamped(a, iso(now)) for a in annotations]
         if len(merged) > MAX_ANNOTATIONS:
             raise BadRequest(f"A dataset version can have at most {MAX_ANNOTATIONS} annotations")
@@ -440,10 +432,10 @@ def version_schema(s: "Session", principal: "Principal", dataset_id: str, number
     same map; both are empty when no annotation describes fields. File content is not read.
     """
     dataset, version = _version(s, principal, dataset_id, number, edit=False)
-    fields = compiled_fields(_stored_list(version.annotations))
+    fields = compiled_fields(datasets.stored_list(version.annotations))
     properties = {name: {"type": spec.get("type", ""), "description": spec.get("description", "")}
                   for name, spec in fields.items()}
-    labels = labels_map(dataset)
+    labels = datasets.labels_map(dataset)
     return {
         "$schema": SCHEMA_URI,
         "title": dataset.name,
@@ -455,9 +447,3 @@ def version_schema(s: "Session", principal: "Principal", dataset_id: str, number
         "fields": properties,
         "labels": labels,
     }
-
-
-def labels_map(dataset) -> dict:  # noqa: ANN001 - a Dataset row
-    """The Dataset's labels as the label → value map versions and schemas show."""
-    return {label.get("label"): label.get("value") for label in _stored_list(dataset.labels)
-            if isinstance(label, dict) and label.get("active", True) is not False}

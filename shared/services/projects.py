@@ -131,11 +131,8 @@ def list_visible(
 
 
 def detail(s: "Session", project: Project) -> dict:
-    """ProjectDetail with its managed files."""
-    from shared.services import managed_files  # it builds on this module
-
-    return {**_detail(project, _members(s, [project.id])[project.id]),
-            "files": managed_files.of_project(s, project.id)}
+    """ProjectDetail without its managed files, which the caller adds (managed_files builds on this module)."""
+    return _detail(project, _members(s, [project.id])[project.id])
 
 
 def patch(s: "Session", principal: "Principal", project_id: str, *, name: str | None, private: bool | None) -> None:

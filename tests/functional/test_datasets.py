@@ -52,9 +52,9 @@ def pending_events(api):
 
 def deliver(upload_fn, event):
     """POST an outbox event to the upload function as the broker would (binary mode)."""
-    from shared.events.outbox import binary_request
+    from shared.events import outbox, wire
 
-    headers, body = binary_request(event)
+    headers, body = wire.to_http(outbox.wire_event(event))
     return upload_fn.post("/", data=body, headers=headers)
 
 

@@ -256,9 +256,10 @@ def test_kew_reads_logs_through_the_kubernetes_api(api, alice, monkeypatch, inst
     """The same handling with the Kubernetes launcher, against the HTTP stand-in of the API server."""
     from kubernetes import client
 
-    from functions.kew import handler
+    from shared.events.contracts import PodChange
     from shared.launchers import create_launcher
     from shared.launchers.base import LaunchSpec
+    from shared.services import instance_pods
     from tests.k8s_standin import KubernetesStandIn
 
     instance_id, task_id = instance
@@ -270,11 +271,11 @@ def test_kew_reads_logs_through_the_kubernetes_api(api, alice, monkeypatch, inst
         launcher.launch(spec)
         standin.set_phase(instance_id, "Running")
         standin.append_log(instance_id, EVENT.format("Working") + COST.format("+1", 1))
-        handler.handle_pod(api.services.engine, launcher, standin.pod(instance_id), broker_url="")
+        instance_pods.observe(api.services.engine, launcher, PodChange("update", standin.pod(instance_id)))
         standin.append_log(instance_id, COST.format("+1", 2) + EVENT.format("Finished"))
         standin.set_phase(instance_id, "Succeeded", exit_code=0)
-        handler.handle_pod(api.services.engine, launcher, standin.pod(instance_id), broker_url="",
-                           remove_finished=True)
+        instance_pods.observe(api.services.engine, launcher, PodChange("update", standin.pod(instance_id)),
+                              remove_finished=True)
         assert standin.pod(instance_id) is None  # removed once its log was read
         api_client.close()
     assert [m for _, m in task_events(alice, task_id)][-2:] == ["Working", "Finished"]

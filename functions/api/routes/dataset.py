@@ -16,6 +16,7 @@ datasets = lazy("shared.services.datasets")
 files = lazy("shared.services.files")
 housekeeping = lazy("shared.services.housekeeping")
 types = lazy("shared.datasets.types")
+content = lazy("shared.datasets.content")
 stream_checks = lazy("shared.datasets.checks")
 outbox = lazy("shared.events.outbox")
 projects = lazy("shared.services.projects")
@@ -65,7 +66,7 @@ def upload_dataset(ctx):
             target = _check_target(ctx, fields, filename)  # refuse before storing anything
             # digest and content checks run beside the receive, so the upload function
             # only has to move the staged file into place
-            check = stream_checks.StreamCheck(types.validator_for(target["mime"], target["name"]))
+            check = stream_checks.StreamCheck(content.validator_for(target["mime"], target["name"]))
             chunks = check.tee(chunks)
         key = f"{housekeeping.STAGING}/{uuid.uuid4()}"
         staged.append(key)

@@ -15,6 +15,7 @@ from shared.services.background import after_response
 projects = lazy("shared.services.projects")
 counters = lazy("shared.services.counters")
 users = lazy("shared.services.users")
+managed_files = lazy("shared.services.managed_files")
 
 
 class ListingCache:
@@ -86,7 +87,9 @@ def create_project(ctx):
 def get_project(ctx, project_id):
     """One Project."""
     with transaction(ctx.engine, readonly=True) as s:
-        return projects.detail(s, projects.load(s, ctx.user, project_id))
+        project = projects.load(s, ctx.user, project_id)
+        # the files are added here: managed_files builds on projects, not the other way round
+        return {**projects.detail(s, project), "files": managed_files.of_project(s, project.id)}
 
 
 @router.patch("/project/<project_id>", status=200)

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from shared.datasets import types
+from shared.datasets import content
 from shared.datasets import checks
 from shared.datasets.checks import StreamCheck
 
@@ -16,7 +16,7 @@ def test_digest_size_and_records_of_a_reused_buffer():
     lines = [f"line {i}\n".encode() for i in range(1_000_000)]  # several pieces
     data = b"".join(lines)
     buffer = bytearray(4096)
-    check = StreamCheck(types.validator_for("text/plain", "a.txt"))
+    check = StreamCheck(content.validator_for("text/plain", "a.txt"))
 
     def chunks():
         for i in range(0, len(data), 4096):
@@ -32,7 +32,7 @@ def test_digest_size_and_records_of_a_reused_buffer():
 
 
 def test_bad_content_is_a_verdict_not_an_exception():
-    check = StreamCheck(types.validator_for("text/plain", "a.txt"))
+    check = StreamCheck(content.validator_for("text/plain", "a.txt"))
     for _ in check.tee([b"fine\n", b"not\0fine\n", b"more\n"]):
         pass
     check.finish()
@@ -42,9 +42,9 @@ def test_bad_content_is_a_verdict_not_an_exception():
 
 
 def test_an_empty_stream_is_refused_and_binary_has_no_records():
-    assert "empty" in StreamCheck(types.validator_for("text/plain", "a.txt")).finish().error
+    assert "empty" in StreamCheck(content.validator_for("text/plain", "a.txt")).finish().error
     blob = os.urandom(10_000)
-    check = StreamCheck(types.validator_for("application/octet-stream", "a.bin"))
+    check = StreamCheck(content.validator_for("application/octet-stream", "a.bin"))
     list(check.tee([blob]))
     assert check.finish().facts() == {"size": 10_000, "digest": hashlib.sha256(blob).hexdigest(),
                                       "records": None, "error": None}

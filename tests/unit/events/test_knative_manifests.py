@@ -8,12 +8,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from shared.events.router import load_routing
+from shared.events.triggers import load_routing
 
 KNATIVE = Path(__file__).resolve().parents[3] / "knative"
 NAMESPACE = "data-manager"
 SERVING = "serving.knative.dev/v1"
-UPLOAD_TYPES = {"dm.dataset.upload.v1", "dm.dataset.import.v1", "dm.file.attach.v1", "dm.dataset.delete.v1"}
+FUNCTIONS = {"dm-upload": "upload", "dm-kew": "kew", "dm-pbc": "pbc"}  # Knative Service: role
+
+
+def accepted(role: str) -> frozenset[str]:
+    """The CloudEvent types a function's consumer takes (its contracts')."""
+    import importlib
+
+    return importlib.import_module(f"functions.{role}.handler").consumer.accepts
+
+
+UPLOAD_TYPES = accepted("upload")
 PLANNED_SERVICES = {"dm-monitor"}  # Services not (yet) in knative/
 DEAD_LETTER_SINK = {"ref": {"apiVersion": SERVING, "kind": "Service", "name": "dm-monitor"}, "uri": "/dead-letter"}
 
@@ -125,6 +135,21 @@ def test_the_local_router_reads_the_manifests():
         assert (delivery.retry, delivery.backoff_policy, delivery.backoff_delay, delivery.timeout) == (
             5, "exponential", 0.5, 600.0)
         assert delivery.dead_letter_sink == DEAD_LETTER_SINK
+
+
+def test_every_event_a_function_takes_is_routed_to_it_and_nothing_else():
+    """What the consumers accept (their contracts) and what the Triggers route agree, both ways."""
+    from shared.events import contracts
+
+    routing = load_routing(sorted(KNATIVE.glob("*.yaml")))
+    every_type = {t for c in contracts.ALL for t in c.types()}
+    for service, role in FUNCTIONS.items():
+        takes = accepted(role)
+        assert takes and takes <= every_type
+        for type_ in every_type:
+            routed = {t.subscriber["ref"]["name"] for t in routing.matching(
+                {"type": type_, "source": "/s", "id": "1", "specversion": "1.0"}, namespace=NAMESPACE)}
+            assert (service in routed) == (type_ in takes), (service, type_, routed)
 
 
 @pytest.mark.parametrize("type_", ["dm.dataset.upload.v2", "DM.DATASET.UPLOAD.V1", "dm.pod.message.v1",

@@ -1,0 +1,43 @@
+"""The inbox: the events each consumer has handled, recorded in the same transaction as the effect.
+
+Delivery is at least once, so a consumer claims an event before (or with) its effect: the
+claim is one INSERT … ON CONFLICT DO NOTHING, and a second delivery of the same event finds
+the row and does nothing. A concurrent duplicate waits on the row (PostgreSQL) or the write
+lock (SQLite) until the first transaction ends.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shared.errors import PermanentFailure
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+
+def claim(s: "Session", consumer: str, event_id: str, payload_sha256: str) -> bool:
+    """Record the event as handled by ``consumer`` in this transaction; False if it already was.
+
+    The same id with different content is a permanent failure (someone reused an id).
+    """
+    from sqlalchemy import select
+
+    from shared.db.base import utcnow
+    from shared.db.models import InboxEvent
+
+    table = InboxEvent.__table__
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    added = s.execute(insert(table).values(consumer=consumer, event_id=event_id, payload_sha256=payload_sha256,
+                                           handled_at=utcnow()).on_conflict_do_nothing()).rowcount
+    if added:
+        return True
+    # handled before (or a concurrent delivery of it won): only then is a look needed
+    earlier = s.scalar(select(table.c.payload_sha256).where(table.c.consumer == consumer,
+                                                           table.c.event_id == event_id))
+    if earlier is not None and earlier != payload_sha256:
+        raise PermanentFailure(f"Event {event_id} arrived again with different content")
+    return False

@@ -1,4 +1,4 @@
-"""Function targets. Each role is picked by ``functions-framework --target <role>``.
+"""Function targets (api, upload, kew, pbc, monitor). Each role is picked by ``functions-framework --target <role>``.
 
 Handlers are imported on first call, so a role loads only what it uses; the settings
 are read at start-up so a bad value stops the process with a message naming it.
@@ -29,5 +29,11 @@ def kew(request):
 
 def pbc(request):
     from functions.pbc.handler import handle
+
+    return handle(request)
+
+
+def monitor(request):
+    from functions.monitor.handler import handle
 
     return handle(request)

@@ -24,6 +24,7 @@ from shared.errors import PermanentFailure
 
 API_SOURCE = "/data-manager/api"
 KEW_SOURCE = "/data-manager/kew"
+MONITOR_SOURCE = "/data-manager/monitor"
 APISERVER_RESOURCE = "dev.knative.apiserver.resource."  # ApiServerSource, Resource mode (knative.md §3)
 
 
@@ -244,37 +245,115 @@ class PodChange(Contract):
         return (self.pod.get("metadata") or {}).get("labels") or {}
 
 
-@dataclass(frozen=True)
-class PodMessageEvent(Contract):
-    """A pod's phase and exit as a Squonk2 ``PodMessage`` protobuf (reference/jobs.md), kew to pbc."""
+class ProtobufContract(Contract):
+    """A contract whose data is one protobuf message (``MESSAGE``: "module:Class" under
+    ``shared.messages``, imported on first use)."""
 
-    TYPE: ClassVar[str] = "dm.pod.message.v1"
-    SOURCE: ClassVar[str] = KEW_SOURCE
     CONTENT_TYPE: ClassVar[str] = "application/protobuf"
-    message: Any  # shared.messages.pod_message_pb2.PodMessage
+    MESSAGE: ClassVar[str]
+    message: Any
 
-    @property
-    def subject(self) -> str:
-        return self.message.instance
+    @classmethod
+    def message_class(cls) -> Any:
+        import importlib
+
+        module, name = cls.MESSAGE.split(":")
+        return getattr(importlib.import_module(f"shared.messages.{module}"), name)
 
     def to_bytes(self) -> bytes:
         return self.message.SerializeToString()
 
     @classmethod
-    def from_bytes(cls, data: bytes | None, event_type: str) -> "PodMessageEvent":
-        from shared.messages.pod_message_pb2 import PodMessage
-
+    def from_bytes(cls, data: bytes | None, event_type: str) -> "ProtobufContract":
+        name = cls.MESSAGE.split(":")[1]
         try:
-            message = PodMessage.FromString(data or b"")
+            message = cls.message_class().FromString(data or b"")
         except Exception:  # noqa: BLE001 - protobuf's DecodeError and friends
-            raise PermanentFailure("The event's data is not a PodMessage") from None
-        if not message.instance or not message.task:
-            raise PermanentFailure("The PodMessage names no instance or no task")
+            raise PermanentFailure(f"The event's data is not a {name}") from None
+        missing = cls.missing(message)
+        if missing:
+            raise PermanentFailure(f"The {name} {missing}")
         return cls(message)
+
+    @classmethod
+    def missing(cls, message: Any) -> str | None:
+        """What makes a decoded message unusable, if anything."""
+        return None
+
+
+@dataclass(frozen=True)
+class PodMessageEvent(ProtobufContract):
+    """A pod's phase and exit as a Squonk2 ``PodMessage`` protobuf (reference/jobs.md), kew to pbc."""
+
+    TYPE: ClassVar[str] = "dm.pod.message.v1"
+    SOURCE: ClassVar[str] = KEW_SOURCE
+    MESSAGE: ClassVar[str] = "pod_message_pb2:PodMessage"
+    message: Any
+
+    @property
+    def subject(self) -> str:
+        return self.message.instance
+
+    @classmethod
+    def missing(cls, message: Any) -> str | None:
+        return None if message.instance and message.task else "names no instance or no task"
+
+
+@dataclass(frozen=True)
+class ProcessingCharge(ProtobufContract):
+    """Coins an instance spent (as-api.md §4), the monitor to the Account Server's receiver."""
+
+    TYPE: ClassVar[str] = "dm.charge.processing.v1"
+    SOURCE: ClassVar[str] = MONITOR_SOURCE
+    MESSAGE: ClassVar[str] = "merchant_processing_charge_message_pb2:MerchantProcessingChargeMessage"
+    message: Any
+
+    @property
+    def subject(self) -> str:
+        return f"{self.message.auth_code}/{self.message.sqn}"
+
+    @classmethod
+    def missing(cls, message: Any) -> str | None:
+        return None if message.auth_code else "has no auth_code"
+
+
+@dataclass(frozen=True)
+class StorageCharge(ProtobufContract):
+    """Bytes a project or dataset holds (as-api.md §4), the monitor to the Account Server's receiver."""
+
+    TYPE: ClassVar[str] = "dm.charge.storage.v1"
+    SOURCE: ClassVar[str] = MONITOR_SOURCE
+    MESSAGE: ClassVar[str] = "merchant_storage_charge_message_pb2:MerchantStorageChargeMessage"
+    message: Any
+
+    @property
+    def subject(self) -> str:
+        return self.message.product or self.message.unit or self.message.name
+
+    @classmethod
+    def missing(cls, message: Any) -> str | None:
+        return None if message.product or message.unit or message.organisation else "names no payer"
+
+
+# --- schedules (PingSource to the monitor) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduleTick(JsonContract):
+    """A PingSource's tick naming the monitor job it is due for (knative.md, PingSource); the
+    local stack sends the same ticks on timers."""
+
+    TYPE: ClassVar[str] = "dev.knative.sources.ping"
+    SOURCE: ClassVar[str] = "/data-manager/schedule"
+    job: str
+
+    @property
+    def subject(self) -> str:
+        return self.job
 
 
 ALL: tuple[type[Contract], ...] = (DatasetUpload, DatasetImport, DatasetDelete, FileAttach, PodChange,
-                                   PodMessageEvent)
+                                   PodMessageEvent, ProcessingCharge, StorageCharge, ScheduleTick)
 
 
 def contract_for(event_type: str) -> type[Contract] | None:

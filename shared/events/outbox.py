@@ -44,12 +44,21 @@ def wire_event(row: OutboxEvent) -> WireEvent:
 
 
 def send(broker_url: str, row: OutboxEvent) -> None:
-    """POST one event in binary mode; raises on anything but a 2xx."""
-    headers, body = to_http(wire_event(row))
+    """POST one stored event in binary mode; raises on anything but a 2xx."""
+    post(broker_url, wire_event(row))
+
+
+def post(broker_url: str, event: WireEvent) -> None:
+    """POST one event to the broker in binary mode; raises OSError on anything but a 2xx."""
+    headers, body = to_http(event)
     req = urllib.request.Request(broker_url, data=body, headers=headers, method="POST")
-    with urllib.request.urlopen(req, timeout=SEND_TIMEOUT_S) as resp:
-        if not 200 <= resp.status < 300:
-            raise OSError(f"the broker answered {resp.status}")
+    try:
+        with urllib.request.urlopen(req, timeout=SEND_TIMEOUT_S) as resp:
+            if not 200 <= resp.status < 300:
+                raise OSError(f"the broker answered {resp.status}")
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        raise OSError(f"the broker answered {exc.code}") from None
 
 
 def deliver(engine: "Engine", broker_url: str, event_ids: Iterable[str]) -> int:

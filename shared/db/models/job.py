@@ -118,6 +118,8 @@ class Instance(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     authorisation_code: Mapped[int | None]
     deleted: Mapped[bool] = mapped_column(default=False, index=True)
+    charged_until: Mapped[dt.datetime | None]  # an application's running time charged up to here
+    charges_closed: Mapped[bool] = mapped_column(default=False)  # its last charge (eoc) has been sent
 
 
 class InstanceLog(Base):

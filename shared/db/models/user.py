@@ -19,3 +19,5 @@ class User(Base):
     last_seen: Mapped[dt.datetime]
     private: Mapped[bool] = mapped_column(default=False)
     become_admin: Mapped[bool] = mapped_column(default=False)
+    suspended: Mapped[bool] = mapped_column(default=False)
+    suspension_message: Mapped[str | None] = mapped_column(String(512))

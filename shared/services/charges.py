@@ -1,0 +1,125 @@
+"""Processing charges on their way to the Account Server (as-api.md §3.3, §4).
+
+Every stored charge of an instance (one per COST line, ``instance_pods``) becomes a
+``MerchantProcessingChargeMessage`` for the instance's authorisation code, numbered by its
+``sqn``; once the instance has ended its last message is flagged ``eoc``. The messages
+leave through the outbox in the transaction that marks the charges sent, so a charge is
+queued exactly once and re-sent with the same event id until the broker takes it; the
+Account Server's receiver is idempotent on ``(auth_code, sqn)`` as well.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select, update
+
+from shared.db.base import iso, utcnow
+from shared.db.models import Instance, InstanceCharge, Project
+from shared.db.models.job import TERMINAL_PHASES
+from shared.db.session import transaction
+from shared.events import outbox
+from shared.events.contracts import ProcessingCharge
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
+
+MERCHANT_KIND = "DATA_MANAGER"
+MERCHANT_NAME = "data-manager"
+COST_SCALE_FACTOR = 1000  # job exchange rates are stored ×1000 (as-api.md §3.3)
+BATCH = 500
+
+
+def _additional_data(instance: Instance, charge_cost: str) -> str:
+    """The DM's AsAdditionalDataProcessingCharge fields, as the stringified map the AS passes on."""
+    data: dict[str, Any] = {
+        "cost": charge_cost, "cost_to_coins_er": instance.launch_exchange_rate or "0",
+        "cost_scale_factor": str(COST_SCALE_FACTOR), "instance_id": instance.id,
+        "instance_name": instance.name, "started": iso(instance.started) if instance.started else None,
+        "collateral_pod_count": 0, "collateral_cpu_hours": "0",
+    }
+    if instance.stopped:
+        data["stopped"] = iso(instance.stopped)
+        if instance.started:
+            data["run_time"] = str(instance.stopped - instance.started)
+    if instance.error_message:
+        data["error_message"] = instance.error_message
+    if instance.job_collection:
+        data.update(job_collection=instance.job_collection, job_job=instance.job_job, job_version=instance.job_version)
+    return json.dumps({k: v for k, v in data.items() if v is not None}, sort_keys=True)
+
+
+def _message(instance: Instance, product_id: str, *, sqn: int, coins: str, cost: str, eoc: bool,
+             timestamp: str | None = None):
+    from shared.messages.merchant_processing_charge_message_pb2 import MerchantProcessingChargeMessage
+
+    return MerchantProcessingChargeMessage(
+        timestamp=timestamp or iso(utcnow()), merchant_kind=MERCHANT_KIND, merchant_name=MERCHANT_NAME,
+        auth_code=instance.authorisation_code, name=instance.name, coins=coins, sqn=sqn, eoc=eoc,
+        user=instance.owner, product=product_id, additional_data=_additional_data(instance, cost))
+
+
+def queue_processing_charges(s: "Session", limit: int = BATCH) -> tuple[list[str], int]:
+    """Queue the messages for up to ``limit`` unsent charges (and the closing ``eoc`` of ended
+    instances); returns the outbox event ids and how many charges were settled. Instances without an authorisation code (no
+    Account Server grant) are settled without messages."""
+    now = utcnow()
+    ids: list[str] = []
+    pending = list(s.execute(
+        select(InstanceCharge, Instance, Project.product_id)
+        .join(Instance, Instance.id == InstanceCharge.instance_id)
+        .join(Project, Project.id == Instance.project_id, isouter=True)
+        .where(InstanceCharge.sent.is_(None))
+        .order_by(InstanceCharge.instance_id, InstanceCharge.sqn).limit(limit)).all())
+    last_sqn = dict(s.execute(select(InstanceCharge.instance_id, func.max(InstanceCharge.sqn))
+                              .where(InstanceCharge.instance_id.in_({i.id for _, i, _ in pending}))
+                              .group_by(InstanceCharge.instance_id)).all()) if pending else {}
+    for charge, instance, product_id in pending:
+        ended = instance.phase in TERMINAL_PHASES
+        eoc = ended and charge.sqn == last_sqn.get(instance.id)
+        sent = s.execute(update(InstanceCharge).where(InstanceCharge.instance_id == charge.instance_id,
+                                                      InstanceCharge.sqn == charge.sqn,
+                                                      InstanceCharge.sent.is_(None)).values(sent=now)).rowcount
+        if not sent or not instance.authorisation_code:
+            continue
+        ids.append(outbox.add(s, ProcessingCharge(_message(
+            instance, product_id or "", sqn=charge.sqn, coins=charge.coins, cost=charge.cost, eoc=eoc,
+            timestamp=charge.timestamp or None))).id)
+        if eoc:
+            s.execute(update(Instance).where(Instance.id == instance.id).values(charges_closed=True))
+    ids += _close_ended(s, limit)
+    return ids, len(pending)
+
+
+def _close_ended(s: "Session", limit: int) -> list[str]:
+    """Ended instances whose charges are all sent but whose last message was not flagged ``eoc``
+    (they ended after it went): one more message, no coins, ``eoc`` set."""
+    unsent = select(InstanceCharge.instance_id).where(InstanceCharge.sent.is_(None))
+    rows = s.execute(select(Instance, Project.product_id)
+                     .join(Project, Project.id == Instance.project_id, isouter=True)
+                     .where(Instance.phase.in_(TERMINAL_PHASES), Instance.charges_closed.is_(False),
+                            Instance.id.not_in(unsent)).limit(limit)).all()
+    ids = []
+    for instance, product_id in rows:
+        closed = s.execute(update(Instance).where(Instance.id == instance.id, Instance.charges_closed.is_(False))
+                           .values(charges_closed=True)).rowcount
+        if not closed or not instance.authorisation_code:
+            continue
+        last = s.scalar(select(func.max(InstanceCharge.sqn)).where(InstanceCharge.instance_id == instance.id)) or 0
+        ids.append(outbox.add(s, ProcessingCharge(_message(instance, product_id or "", sqn=last + 1, coins="0",
+                                                           cost="0", eoc=True))).id)
+    return ids
+
+
+def send_processing_charges(engine: "Engine", broker_url: str) -> int:
+    """Queue and send every unsent charge, a batch per transaction; returns how many messages."""
+    total = 0
+    while True:
+        with transaction(engine) as s:
+            ids, settled = queue_processing_charges(s)
+        outbox.deliver(engine, broker_url, ids)
+        total += len(ids)
+        if settled < BATCH:
+            return total

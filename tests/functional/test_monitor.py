@@ -1,0 +1,244 @@
+"""The monitor: its jobs under leases, processing charges to the Account Server, dead letters,
+and its function driven by real schedule-tick and dead-letter CloudEvents."""
+
+import base64
+import datetime as dt
+import json
+import threading
+from decimal import Decimal
+
+import pytest
+
+from tests.functional.test_pbc import instance, pod_message  # noqa: F401
+
+
+@pytest.fixture
+def monitor_fn(api, monkeypatch):
+    """The monitor function (its own functions-framework app) on the api's database and store."""
+    import functions_framework
+
+    from functions.monitor import handler
+    from tests.conftest import ROOT
+
+    class Same:
+        settings = api.settings
+        engine = api.services.engine
+        storage = api.services.storage
+
+    monkeypatch.setattr(handler, "services", Same())
+    return functions_framework.create_app(target="monitor", source=str(ROOT / "main.py"),
+                                          signature_type="http").test_client()
+
+
+def post(client, event, path="/"):
+    from shared.events import wire
+
+    headers, body = wire.to_http(event)
+    return client.post(path, data=body, headers=headers)
+
+
+def add_charges(api, instance_id, *rows, auth_code=77, phase=None):
+    from sqlalchemy import update
+
+    from shared.db.base import utcnow
+    from shared.db.models import Instance, InstanceCharge
+    from shared.db.session import transaction
+
+    with transaction(api.services.engine) as s:
+        values = {"authorisation_code": auth_code, "launch_exchange_rate": "2000"}
+        if phase:
+            values.update(phase=phase, stopped=utcnow())
+        s.execute(update(Instance).where(Instance.id == instance_id).values(**values))
+        for sqn, coins in rows:
+            s.add(InstanceCharge(instance_id=instance_id, sqn=sqn, cost=str(Decimal(coins) / 2), total="0",
+                                 coins=coins, timestamp="2026-11-23T10:00:00+00:00", recorded=utcnow()))
+
+
+def charge_messages(api):
+    """The processing charges queued in the outbox, decoded through their contract."""
+    from sqlalchemy import select
+
+    from shared.db.models import OutboxEvent
+    from shared.db.session import transaction
+    from shared.events.contracts import ProcessingCharge
+
+    with transaction(api.services.engine, readonly=True) as s:
+        rows = s.scalars(select(OutboxEvent).where(OutboxEvent.type == ProcessingCharge.TYPE)
+                         .order_by(OutboxEvent.created))
+        return [ProcessingCharge.from_bytes(r.data, r.type).message for r in rows]
+
+
+def run(api, name, holder=None):
+    from shared.services import monitor
+
+    return monitor.run_job(api.services, name, holder)
+
+
+def test_charges_become_numbered_messages_with_eoc_once_the_instance_ends(api, instance):  # noqa: F811
+    instance_id, _ = instance
+    add_charges(api, instance_id, (1, "2"), (2, "3"))
+    assert run(api, "processing-charges") == 2
+    first = charge_messages(api)
+    assert [(m.sqn, m.coins, m.eoc, m.auth_code) for m in first] == [(1, "2", False, 77), (2, "3", False, 77)]
+    data = json.loads(first[0].additional_data)
+    assert data["instance_id"] == instance_id and data["cost_to_coins_er"] == "2000"
+    assert data["cost_scale_factor"] == "1000" and data["job_job"]
+    assert first[0].product and first[0].user == "alice" and first[0].merchant_kind == "DATA_MANAGER"
+    assert run(api, "processing-charges") == 0  # nothing is sent twice
+    add_charges(api, instance_id, (3, "1"), phase="COMPLETED")  # the last one arrives as it ends
+    assert run(api, "processing-charges") == 1
+    last = charge_messages(api)[-1]
+    assert (last.sqn, last.coins, last.eoc) == (3, "1", True)
+    assert run(api, "processing-charges") == 0
+    assert len(charge_messages(api)) == 3
+
+
+def test_an_instance_that_ends_after_its_last_charge_gets_a_closing_message(api, instance):  # noqa: F811
+    instance_id, _ = instance
+    add_charges(api, instance_id, (1, "2"))
+    assert run(api, "processing-charges") == 1
+    add_charges(api, instance_id, phase="FAILED")
+    assert run(api, "processing-charges") == 1
+    closing = charge_messages(api)[-1]
+    assert (closing.sqn, closing.coins, closing.eoc) == (2, "0", True)
+    assert run(api, "processing-charges") == 0
+
+
+def test_without_an_authorisation_code_charges_are_settled_silently(api, instance):  # noqa: F811
+    instance_id, _ = instance
+    add_charges(api, instance_id, (1, "2"), auth_code=None, phase="COMPLETED")
+    assert run(api, "processing-charges") == 0
+    assert charge_messages(api) == []
+
+
+def test_a_job_runs_under_one_lease_at_a_time(api):
+    from shared.db.base import utcnow
+    from shared.services import monitor
+
+    job = monitor.JOBS["redeliver-events"]
+    engine = api.services.engine
+    assert monitor.take_lease(engine, job, "one")
+    assert not monitor.take_lease(engine, job, "two")  # held
+    assert run(api, "redeliver-events", holder="two") is None
+    later = utcnow() + dt.timedelta(seconds=job.lease_s + 1)
+    assert monitor.take_lease(engine, job, "two", now=later)  # the first holder died: its lease ran out
+    monitor.release_lease(engine, job, "one", None)  # a stale holder releases nothing
+    assert not monitor.take_lease(engine, job, "three", now=later)
+    monitor.release_lease(engine, job, "two", None)
+    assert run(api, "redeliver-events", holder="three") == 0
+
+
+def test_two_monitors_at_once_send_each_charge_once(api, instance):  # noqa: F811
+    instance_id, _ = instance
+    add_charges(api, instance_id, *[(n, "1") for n in range(1, 41)], phase="COMPLETED")
+    results, barrier = [], threading.Barrier(2)
+
+    def monitor_process(name):
+        barrier.wait()
+        results.append(run(api, "processing-charges", holder=name))
+
+    threads = [threading.Thread(target=monitor_process, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    messages = charge_messages(api)
+    assert sorted(m.sqn for m in messages) == list(range(1, 41))
+    assert [m.eoc for m in messages].count(True) == 1
+
+
+def test_a_failing_job_is_a_service_error_and_its_lease_is_released(api, monkeypatch):
+    from shared.services import charges, monitor, service_errors
+    from shared.db.session import transaction
+
+    monkeypatch.setattr(charges, "send_processing_charges", lambda *a: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        run(api, "processing-charges")
+    with transaction(api.services.engine) as s:
+        [error] = service_errors.list_errors(s)
+    assert "processing-charges failed" in error["summary"] and "ZeroDivisionError" in error["stack_trace"]
+    assert monitor.take_lease(api.services.engine, monitor.JOBS["processing-charges"], "next")
+
+
+def test_ticks_run_jobs_through_the_function(api, monitor_fn, instance):  # noqa: F811
+    from shared.events import wire
+    from shared.events.contracts import ScheduleTick
+
+    instance_id, _ = instance
+    add_charges(api, instance_id, (1, "5"))
+    assert post(monitor_fn, wire.event_of(ScheduleTick(job="processing-charges"))).status_code == 202
+    assert [m.coins for m in charge_messages(api)] == ["5"]
+    unknown = post(monitor_fn, wire.event_of(ScheduleTick(job="no-such-job")))
+    assert unknown.status_code == 422 and "processing-charges" in unknown.get_json()["error"]
+    assert post(monitor_fn, wire.new_event(ScheduleTick.TYPE, "/s", b"{}")).status_code == 422
+
+
+def dead_letter(event, code, body=b"nope", dest="http://upload.local/"):
+    return event.with_attributes(knativeerrorcode=str(code), knativeerrordest=dest,
+                                 knativeerrordata=base64.b64encode(body).decode())
+
+
+def task_state(alice, task_id):
+    task = alice.get(f"/task/{task_id}").get_json()
+    return task["states"][-1]["state"], task
+
+
+def test_an_event_refused_for_good_fails_its_task_and_becomes_a_service_error(api, alice, monitor_fn, instance):  # noqa: F811
+    from shared.events import wire
+    from shared.events.contracts import PodMessageEvent
+    from shared.messages.pod_message_pb2 import PodMessage
+    from shared.services import service_errors
+    from shared.db.session import transaction
+
+    instance_id, task_id = instance
+    event = wire.event_of(PodMessageEvent(PodMessage.FromString(pod_message(instance_id, task_id, "Running"))))
+    assert post(monitor_fn, dead_letter(event, 422), "/dead-letter").status_code == 202
+    assert post(monitor_fn, dead_letter(event, 422), "/dead-letter").status_code == 202  # again: once
+    state, task = task_state(alice, task_id)
+    assert state == "FAILURE" and "administrator" in task["states"][-1]["message"]
+    with transaction(api.services.engine) as s:
+        [error] = service_errors.list_errors(s)
+    assert event.id in error["summary"] and "HTTP 422: nope" in error["summary"] and error["error_code"] == 422
+    assert monitor_fn.get("/dead-letter").status_code == 405
+    assert monitor_fn.post("/dead-letter", data=b"x").status_code == 400
+
+
+def test_an_event_that_ran_out_of_retries_is_redriven_then_given_up(api, alice, instance):  # noqa: F811
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Request, Response
+
+    from shared.db.base import utcnow
+    from shared.db.session import transaction
+    from shared.events import wire
+    from shared.events.contracts import PodMessageEvent
+    from shared.messages.pod_message_pb2 import PodMessage
+    from shared.services import dead_letters
+
+    received = []
+
+    @Request.application
+    def broker(request):
+        received.append(wire.from_http(request.headers, request.get_data()))
+        return Response(status=202)
+
+    server = make_server("127.0.0.1", 0, broker, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    broker_url = f"http://127.0.0.1:{server.server_port}/"
+    instance_id, task_id = instance
+    event = wire.event_of(PodMessageEvent(PodMessage.FromString(pod_message(instance_id, task_id, "Running"))))
+    engine, now = api.services.engine, utcnow()
+    try:
+        with transaction(engine) as s:
+            assert dead_letters.receive(s, dead_letter(event, 503), now=now)
+        assert dead_letters.redrive(engine, broker_url, now=now) == 0  # not due yet
+        for attempt in range(dead_letters.MAX_REDRIVES):
+            now += dt.timedelta(hours=2)
+            assert dead_letters.redrive(engine, broker_url, now=now) == 1
+            assert received[-1].id == event.id and received[-1].data == event.data  # the original, byte for byte
+            with transaction(engine) as s:  # it failed again and came back
+                assert dead_letters.receive(s, dead_letter(event, 503), now=now)
+        assert task_state(alice, task_id)[0] == "FAILURE"
+        assert dead_letters.redrive(engine, broker_url, now=now + dt.timedelta(days=1)) == 0
+        assert len(received) == dead_letters.MAX_REDRIVES
+    finally:
+        server.shutdown()

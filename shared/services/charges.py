@@ -1,4 +1,4 @@
-"""Processing charges on their way to the Account Server (as-api.md §3.3, §4).
+"""Charges on their way to the Account Server: processing and storage (as-api.md §3.2–§3.4, §4).
 
 Every stored charge of an instance (one per COST line, ``instance_pods``) becomes a
 ``MerchantProcessingChargeMessage`` for the instance's authorisation code, numbered by its
@@ -20,7 +20,7 @@ from shared.db.models import Instance, InstanceCharge, Project
 from shared.db.models.job import TERMINAL_PHASES
 from shared.db.session import transaction
 from shared.events import outbox
-from shared.events.contracts import ProcessingCharge
+from shared.events.contracts import ProcessingCharge, StorageCharge
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -123,3 +123,68 @@ def send_processing_charges(engine: "Engine", broker_url: str) -> int:
         total += len(ids)
         if settled < BATCH:
             return total
+
+
+# --- storage (as-api.md §3.2, §3.4) ----------------------------------------------------------
+
+
+def _humanised(n: int) -> str:
+    return f"{n:,}"
+
+
+def _storage_message(reason: str, name: str, size: int, *, product: str = "", unit: str = "", auth_code: int = 0,
+                     user: str = ""):
+    from shared.messages.merchant_storage_charge_message_pb2 import MerchantStorageChargeMessage
+
+    message = MerchantStorageChargeMessage(timestamp=iso(utcnow()), merchant_kind=MERCHANT_KIND,
+                                           merchant_name=MERCHANT_NAME, auth_code=auth_code, name=name,
+                                           bytes=_humanised(size), user=user, product=product, unit=unit)
+    message.reason = message.DESCRIPTOR.fields_by_name["reason"].enum_type.values_by_name[
+        f"STORAGE_REASON_ENUM_{reason}"].number
+    return message
+
+
+def _record_usage(s: "Session", reason: str, object_id: str, size: int) -> None:
+    from shared.db.models import StorageUsage
+
+    now = utcnow()
+    usage = s.get(StorageUsage, (reason, object_id))
+    if usage is None:
+        s.add(StorageUsage(reason=reason, object_id=object_id, bytes=size, measured=now, sent_bytes=size, sent=now))
+    else:
+        usage.bytes, usage.measured, usage.sent_bytes, usage.sent = size, now, size, now
+
+
+def send_storage_charges(engine: "Engine", storage: Any, broker_url: str) -> int:
+    """Measure every live project's folder (a streaming walk: memory does not grow with the
+    files) and every dataset's stored versions, and send each as an absolute storage charge;
+    the Account Server keeps the daily peak. Returns how many charges were queued."""
+    from shared.db.models import Dataset, DatasetVersion
+
+    with transaction(engine, readonly=True) as s:
+        projects = s.execute(select(Project.id, Project.name, Project.product_id, Project.creator)
+                             .where(Project.deleted.is_(None))).all()
+    sent = 0
+    for project in projects:
+        size = storage.usage(f"projects/{project.id}")  # measured outside any transaction
+        with transaction(engine) as s:
+            _record_usage(s, "PROJECT", project.id, size)
+            ids = [outbox.add(s, StorageCharge(_storage_message("PROJECT", project.name, size,
+                                                                product=project.product_id,
+                                                                user=project.creator))).id]
+        outbox.deliver(engine, broker_url, ids)
+        sent += 1
+    with transaction(engine) as s:
+        rows = s.execute(select(Dataset.id, Dataset.name, Dataset.unit_id, Dataset.owner,
+                                func.coalesce(func.sum(DatasetVersion.size), 0),
+                                func.max(DatasetVersion.authorisation_code))
+                         .join(DatasetVersion, DatasetVersion.dataset_id == Dataset.id)
+                         .where(DatasetVersion.deleted.is_(None), DatasetVersion.processing_stage == "DONE")
+                         .group_by(Dataset.id, Dataset.name, Dataset.unit_id, Dataset.owner)).all()
+        ids = []
+        for dataset_id, name, unit_id, owner, size, auth_code in rows:
+            _record_usage(s, "DATASET", dataset_id, int(size))
+            ids.append(outbox.add(s, StorageCharge(_storage_message("DATASET", name, int(size), unit=unit_id,
+                                                                    auth_code=auth_code or 0, user=owner))).id)
+    outbox.deliver(engine, broker_url, ids)
+    return sent + len(ids)

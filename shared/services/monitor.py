@@ -46,6 +46,8 @@ def _housekeeping(name: str) -> Callable[[Any], int]:
 JOBS: dict[str, MonitorJob] = {job.name: job for job in (
     MonitorJob("processing-charges", lambda sv: charges.send_processing_charges(sv.engine, sv.settings.broker_url),
                every_s=10),
+    MonitorJob("storage-charges", lambda sv: charges.send_storage_charges(sv.engine, sv.storage,
+                                                                          sv.settings.broker_url), every_s=3600),
     MonitorJob("dead-letters", lambda sv: dead_letters.redrive(sv.engine, sv.settings.broker_url), every_s=10),
     MonitorJob("redeliver-events", _housekeeping("redeliver-events"), every_s=10),
     MonitorJob("purge-projects", _housekeeping("purge-projects"), every_s=60),

@@ -242,3 +242,30 @@ def test_an_event_that_ran_out_of_retries_is_redriven_then_given_up(api, alice, 
         assert len(received) == dead_letters.MAX_REDRIVES
     finally:
         server.shutdown()
+
+
+def test_storage_is_measured_and_charged_as_absolute_bytes(api, alice):
+    from sqlalchemy import select
+
+    from shared.db.models import OutboxEvent, StorageUsage
+    from shared.db.session import transaction
+    from shared.events.contracts import StorageCharge
+
+    project_id = alice.create_project("Stored")
+    payload = b"x" * 12345
+    assert alice.put(f"/project/{project_id}/file", data={"file": (io_bytes(payload), "a.txt")},
+                     content_type="multipart/form-data").status_code in (200, 201)
+    assert run(api, "storage-charges") >= 1
+    with transaction(api.services.engine, readonly=True) as s:
+        rows = s.scalars(select(OutboxEvent).where(OutboxEvent.type == StorageCharge.TYPE))
+        messages = [StorageCharge.from_bytes(r.data, r.type).message for r in rows]
+        usage = s.get(StorageUsage, ("PROJECT", project_id))
+    [mine] = [m for m in messages if m.name == "Stored"]
+    assert mine.bytes == "12,345" and mine.product and mine.reason == 2  # STORAGE_REASON_ENUM_PROJECT
+    assert usage.bytes == 12345
+
+
+def io_bytes(data):
+    import io
+
+    return io.BytesIO(data)

@@ -71,3 +71,7 @@ class Launcher(Protocol):
 
     def read_log(self, instance_id: str, offset: int = 0) -> bytes:
         """The pod's log from byte ``offset`` on (b"" when there is nothing more, or no pod)."""
+
+    def pod(self, instance_id: str) -> dict | None:
+        """The instance's Pod as the API server would show it now (its JSON), or None when
+        there is none: for reconciling what no event reported."""

@@ -123,6 +123,22 @@ class KubernetesLauncher:
             response.release_conn()
         return data[max(offset, 0):]
 
+    def pod(self, instance_id: str) -> dict[str, Any] | None:
+        """The instance's Pod as the API's JSON; None when there is none."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            response = self.core.read_namespaced_pod(instance_id, self.namespace, _preload_content=False,
+                                                     _request_timeout=self.request_timeout)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        try:
+            return json.loads(response.data)
+        finally:
+            response.release_conn()
+
     def list_instance_pods(self) -> list[dict[str, Any]]:
         """Every instance pod in the namespace, as the API's JSON (for reconciliation)."""
         response = self.core.list_namespaced_pod(self.namespace, label_selector=f"{PURPOSE_LABEL}=INSTANCE",

@@ -11,6 +11,7 @@ debugging), each carrying the whole Pod as JSON, built by `shared.launchers.pods
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import re
@@ -162,6 +163,27 @@ class LocalLauncher:
         except FileNotFoundError:
             return b""
 
+    def pod(self, instance_id: str) -> dict[str, Any] | None:
+        """The pod as last reported; after a restart of the process that launched it, from the
+        state file it keeps beside the log. A pod not yet ended whose process is gone was lost
+        with its launcher (no one saw its exit): None."""
+        with self._lock:
+            run = self._runs.get(instance_id)
+        if run is not None and run.last_pod is not None:
+            return run.last_pod
+        if not _SAFE_NAME.match(instance_id or ""):
+            return None
+        try:
+            pod = json.loads((self.logs_root / f"{instance_id}.pod.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return pod
+        statuses = (pod.get("status") or {}).get("containerStatuses") or [{}]
+        container_id = statuses[0].get("containerID") or ""
+        pid = int(container_id[len("local://"):]) if container_id[len("local://"):].isdigit() else None
+        return pod if pid is not None and _alive(pid) else None
+
     # --- for the local stack and tests -----------------------------------------------
 
     def wait(self, instance_id: str, timeout: float | None = None) -> bool:
@@ -304,7 +326,19 @@ class LocalLauncher:
                               node_name="localhost", host_ip="127.0.0.1" if phase != "Pending" else None,
                               container_id=f"local://{pid}" if pid and phase != "Pending" else None, **status)
         run.last_pod = pod
+        self._keep(run.spec.instance_id, pod)
         return pod
+
+    def _keep(self, instance_id: str, pod: dict[str, Any]) -> None:
+        """The pod's last state beside its log, for whoever looks after this process is gone."""
+        path = self.logs_root / f"{instance_id}.pod.json"
+        try:
+            self.logs_root.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(path.name + ".tmp")
+            temporary.write_text(json.dumps(pod))
+            os.replace(temporary, path)
+        except OSError:
+            log.warning("Could not keep the state of pod %s", instance_id, exc_info=True)
 
     def _emit(self, run: _Run, action: str, pod: dict[str, Any]) -> None:
         event = pod_event(action, pod, self.source)
@@ -368,6 +402,16 @@ def pod_event(action: str, pod: dict[str, Any], source: str = DEFAULT_SOURCE) ->
         "namespace": meta["namespace"],
         "apiversion": "v1",
     }, pod)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _signal_group(proc: subprocess.Popen | None, sig: int) -> None:

@@ -398,13 +398,14 @@ def _pod_time(text: str) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
-def apply_pod_message(s: "Session", message) -> None:  # noqa: ANN001 - a PodMessage
+def apply_pod_message(s: "Session", message, *, reason: str | None = None) -> None:  # noqa: ANN001 - a PodMessage
     """A pod's phase and exit become the instance's phase and its task's state.
 
     Delivery is at least once and in no particular order, so every change is guarded: a
     finished instance keeps its phase, a finished task never moves, a start is recorded
     once. A handful of guarded Core statements, no ORM objects: this runs for every pod's
-    every change.
+    every change. ``reason`` says why, when an end that went wrong has a better explanation
+    than the pod's (reconciliation).
     """
     from sqlalchemy import func, update
 
@@ -433,8 +434,9 @@ def apply_pod_message(s: "Session", message) -> None:  # noqa: ANN001 - a PodMes
     good = message.phase in ENDED_WELL and code in (0, None)
     if row.application_type == "APPLICATION" and row.delete_task_id:
         good = True  # an application's life ends when it is deleted: that is its success
-    reason = None
-    if not good:
+    if good:
+        reason = None
+    elif reason is None:
         if row.delete_task_id:
             reason = "The instance was stopped (deleted) before it finished"
         elif code is not None:

@@ -23,7 +23,7 @@ from shared.db.base import utcnow
 from shared.db.models import MonitorLease
 from shared.db.session import transaction
 from shared.errors import NotFound
-from shared.services import charges, dead_letters, housekeeping, service_errors
+from shared.services import charges, dead_letters, housekeeping, reconcile, service_errors
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -34,7 +34,7 @@ log = logging.getLogger("dm.monitor")
 @dataclass(frozen=True)
 class MonitorJob:
     name: str
-    run: Callable[[Any], int]  # (services: .engine, .storage, .settings) -> how much it did
+    run: Callable[[Any], int]  # (services: .engine, .storage, .settings, .launcher) -> how much it did
     every_s: float  # the local stack's default interval; the PingSource schedules say the same
     lease_s: float = 600.0  # how long one run may hold the job before another monitor may take it
 
@@ -48,6 +48,8 @@ JOBS: dict[str, MonitorJob] = {job.name: job for job in (
                every_s=10),
     MonitorJob("storage-charges", lambda sv: charges.send_storage_charges(sv.engine, sv.storage,
                                                                           sv.settings.broker_url), every_s=3600),
+    MonitorJob("reconcile-instances", lambda sv: reconcile.reconcile_instances(sv.engine, sv.launcher,
+                                                                               sv.settings.broker_url), every_s=30),
     MonitorJob("dead-letters", lambda sv: dead_letters.redrive(sv.engine, sv.settings.broker_url), every_s=10),
     MonitorJob("redeliver-events", _housekeeping("redeliver-events"), every_s=10),
     MonitorJob("purge-projects", _housekeeping("purge-projects"), every_s=60),

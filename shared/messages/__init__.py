@@ -8,6 +8,8 @@ The `*_pb2` modules are generated from `protos/` by `make protos` (do not edit t
 - `storage_bytes_message_pb2.StorageBytesMessage`
 - `merchant_processing_charge_message_pb2.MerchantProcessingChargeMessage`
 - `merchant_storage_charge_message_pb2.MerchantStorageChargeMessage` and `StorageReasonEnum`
+- `merchant_authority_request_response_message_pb2.MerchantAuthorityRequestResponseMessage`
+  and `AuthorityResponseEnum`
 
 `codec` turns a message into bytes (`application/protobuf` event data) and back.
 """

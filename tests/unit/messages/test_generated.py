@@ -27,7 +27,7 @@ def test_check_passes_on_committed_modules():
 
 def test_one_pair_of_modules_per_proto(gen):
     protos = gen.proto_files()
-    assert len(protos) == 6
+    assert len(protos) == 7
     names = set(gen.generate())
     expected = {Path(p).stem + suffix for p in protos for suffix in ("_pb2.py", "_pb2.pyi")}
     assert names == expected

@@ -25,6 +25,10 @@ import pytest
 from google.protobuf import descriptor_pb2, text_format
 from google.protobuf.descriptor import FieldDescriptor as F
 
+from shared.messages.merchant_authority_request_response_message_pb2 import (
+    AuthorityResponseEnum,
+    MerchantAuthorityRequestResponseMessage,
+)
 from shared.messages.merchant_processing_charge_message_pb2 import MerchantProcessingChargeMessage
 from shared.messages.merchant_storage_charge_message_pb2 import (
     MerchantStorageChargeMessage,
@@ -43,7 +47,8 @@ except PackageNotFoundError:
 
 PEER = Path(__file__).resolve().parent / "im_protobuf_peer.py"
 MESSAGES = [PodMessage, PodEventMessage, ProcessingCostMessage, StorageBytesMessage,
-            MerchantProcessingChargeMessage, MerchantStorageChargeMessage]
+            MerchantProcessingChargeMessage, MerchantStorageChargeMessage,
+            MerchantAuthorityRequestResponseMessage]
 
 UINT32_MAX = 2**32 - 1
 INT64_MAX = 2**63 - 1
@@ -115,6 +120,25 @@ TYPICAL = {
         "unit": "unit-66666666-7777-8888-9999-000000000000",
         "organisation": "org-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
         "additional_data": '{"dataset": "dataset-2b9f7a30", "version": 3}',
+    },
+    # Request and response fields together (a real request leaves 10-12 unset); the edge
+    # case sets response to GRANTED (1), this one to DENIED (2).
+    MerchantAuthorityRequestResponseMessage: {
+        "timestamp": "2026-03-14T15:09:26Z",
+        "merchant_kind": "DATA_MANAGER",
+        "merchant_name": "Squonk2 Data Manager",
+        "merchant_id": UINT32_MAX,
+        "action_operation": "dataset-upload",
+        "action_value": "123,456,789",
+        "action_reference_name": "compounds.sdf.gz",
+        "action_reference_id": "dataset-2b9f7a30-1c2d-4e5f-8a9b-0c1d2e3f4a5b",
+        "response": AuthorityResponseEnum.AUTHORITY_RESPONSE_ENUM_DENIED,
+        "authorisation_code": UINT32_MAX,
+        "reason": "Product product-11111111-2222-3333-4444-555555555555 is at its coin limit",
+        "user": "dmit-user-a",
+        "product": "product-11111111-2222-3333-4444-555555555555",
+        "unit": "unit-66666666-7777-8888-9999-000000000000",
+        "organisation": "org-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
     },
 }
 

@@ -10,7 +10,9 @@ Account Server's receiver is idempotent on ``(auth_code, sqn)`` as well.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
@@ -113,9 +115,65 @@ def _close_ended(s: "Session", limit: int) -> list[str]:
     return ids
 
 
+PERIODS_S = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def _period_s(text: str | None) -> float:
+    """A humanised period ("1 hour", "30 minutes") in seconds; an hour when unreadable."""
+    parts = (text or "").split()
+    try:
+        count = float(parts[0]) if len(parts) == 2 else 1.0
+        unit = parts[-1].rstrip("s").lower()
+        return count * PERIODS_S[unit]
+    except (ValueError, KeyError, IndexError):
+        return 3600.0
+
+
+def _cost_units(specification: str | None) -> Decimal:
+    """PxGi: processors × GiB of memory the application asked for (1 × 1 by default)."""
+    try:
+        variables = (json.loads(specification or "{}") or {}).get("variables") or {}
+    except (ValueError, AttributeError):
+        variables = {}
+    cpu = variables.get("cpu") if isinstance(variables.get("cpu"), (int, float)) else 1
+    memory = str(variables.get("memory") or "1Gi")
+    gib = Decimal(memory[:-2]) if memory.endswith("Gi") and memory[:-2].isdigit() else Decimal(1)
+    return Decimal(str(cpu)) * gib
+
+
+def accrue_application_charges(s: "Session", now: dt.datetime | None = None) -> int:
+    """Charge each application for the running time since it was last charged: ``cost`` coins
+    per ``cost_unit`` (processors × GiB) per ``cost_period``, pro rata. An application that has
+    ended is charged up to its end, so its last charge exists before its ``eoc`` is sent."""
+    from shared.jobs import applications
+
+    now = now or utcnow()
+    rows = s.scalars(select(Instance).where(Instance.application_type == "APPLICATION",
+                                            Instance.started.is_not(None), Instance.charges_closed.is_(False)))
+    added = 0
+    for instance in rows:
+        app = applications.APPLICATIONS.get(instance.application_id)
+        end = instance.stopped or now
+        since = instance.charged_until or instance.started
+        if app is None or not app.cost_unit or end <= since:
+            continue
+        periods = Decimal(str((end - since).total_seconds() / _period_s(app.cost_period)))
+        coins = (Decimal(app.cost) * _cost_units(instance.specification) * periods).quantize(Decimal("0.000001"))
+        last = s.scalar(select(func.max(InstanceCharge.sqn)).where(InstanceCharge.instance_id == instance.id)) or 0
+        total = Decimal(instance.coins or "0") + coins
+        s.add(InstanceCharge(instance_id=instance.id, sqn=last + 1, cost=str(coins), total=str(total), coins=str(coins),
+                             timestamp=iso(end), recorded=now))
+        instance.charged_until, instance.coins, instance.cost = end, str(total), str(total)
+        added += 1
+    s.flush()
+    return added
+
+
 def send_processing_charges(engine: "Engine", broker_url: str) -> int:
     """Queue and send every unsent charge, a batch per transaction; returns how many messages."""
     total = 0
+    with transaction(engine) as s:
+        accrue_application_charges(s)
     while True:
         with transaction(engine) as s:
             ids, settled = queue_processing_charges(s)

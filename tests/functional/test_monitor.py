@@ -269,3 +269,31 @@ def io_bytes(data):
     import io
 
     return io.BytesIO(data)
+
+
+def test_applications_are_charged_for_their_running_time_pro_rata(api, alice):
+    from shared.db.base import utcnow
+    from shared.db.models import Instance
+    from shared.db.session import transaction
+    from shared.services import charges
+
+    project_id = alice.create_project("Notebooks")
+    started = utcnow() - dt.timedelta(minutes=90)
+    with transaction(api.services.engine) as s:
+        s.add(Instance(id="instance-app-1", name="nb", project_id=project_id, owner="alice",
+                       application_id="jupyternotebooks.squonk.it", application_version="v2",
+                       application_type="APPLICATION", task_id="task-app-1", phase="RUNNING",
+                       specification=json.dumps({"variables": {"cpu": 2, "memory": "3Gi"}}),
+                       launched=started, started=started, authorisation_code=9))
+    assert run(api, "processing-charges") == 1
+    [first] = charge_messages(api)
+    assert Decimal(first.coins) == pytest.approx(Decimal(9), abs=Decimal("0.01"))  # 1 coin × 2 × 3 PxGi × 1.5 h
+    assert not first.eoc
+    stopped = utcnow()
+    with transaction(api.services.engine) as s:
+        s.get(Instance, "instance-app-1").phase, s.get(Instance, "instance-app-1").stopped = "COMPLETED", stopped
+    assert run(api, "processing-charges") == 1
+    last = charge_messages(api)[-1]
+    assert last.eoc and last.sqn == 2 and Decimal(last.coins) < Decimal("0.1")  # the seconds since
+    with transaction(api.services.engine) as s:
+        assert charges.accrue_application_charges(s) == 0  # closed: nothing more accrues

@@ -132,15 +132,29 @@ class LocalStorage:
 
     def usage(self, prefix: str) -> int:
         """Sum of file sizes below the folder (staged uploads are not counted)."""
-        total = 0
-        for folder, dirs, files in os.walk(self._dir_path(prefix)):
-            if folder == self.root and STAGING in dirs:
-                dirs.remove(STAGING)
-            for name in files:
-                try:
-                    total += os.lstat(os.path.join(folder, name)).st_size
-                except FileNotFoundError:  # removed while we walked
-                    pass
+        # scandir's entries know their type without a stat; read through a folder's descriptor,
+        # each file's stat is relative to it (no path walked again): one system call a file.
+        # Only the paths of folders still to visit are held, never their descriptors.
+        total, pending = 0, [self._dir_path(prefix)]
+        while pending:
+            folder = pending.pop()
+            try:
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            except (FileNotFoundError, NotADirectoryError):  # removed while we walked
+                continue
+            try:
+                with os.scandir(fd) as entries:
+                    for entry in entries:
+                        try:
+                            if entry.is_dir(follow_symlinks=False):
+                                if not (folder == self.root and entry.name == STAGING):
+                                    pending.append(os.path.join(folder, entry.name))
+                            else:
+                                total += entry.stat(follow_symlinks=False).st_size
+                        except FileNotFoundError:
+                            pass
+            finally:
+                os.close(fd)
         return total
 
 

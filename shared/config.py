@@ -107,10 +107,11 @@ class Settings:
     log_level: str = "INFO"
     broker_url: str = ""  # where events go (K_SINK in a cluster); empty: kept in the outbox
     outbox_grace_s: int = 30  # undelivered events older than this are re-sent by `dm outbox redeliver`
-    housekeeping_every_s: float = 10.0  # the local stack's timer for the monitor's jobs
+    housekeeping_every_s: int = 0  # local stack: 0 = each monitor job's own interval; else every job's
     launcher: str = "local"  # where instances run: local processes, or pods through the Kubernetes API
     kubernetes_namespace: str = "data-manager"  # where instance pods are made
     project_claim: str = "project"  # the PersistentVolumeClaim holding every project (kubernetes)
+    api_log_days: int = 90  # API-log entries older than this many days are pruned by the monitor
 
     @property
     def base_url(self) -> str:
@@ -163,10 +164,11 @@ _VARIABLES: list[tuple[str, str, Callable[[str], Any]]] = [
     ("log_level", "DM_LOG_LEVEL", _choice("DM_LOG_LEVEL", "DEBUG", "INFO", "WARNING", "ERROR")),
     ("broker_url", "K_SINK", _url("K_SINK")),  # Knative's SinkBinding sets it
     ("outbox_grace_s", "DM_OUTBOX_GRACE_S", _int("DM_OUTBOX_GRACE_S", 0)),
-    ("housekeeping_every_s", "DM_HOUSEKEEPING_EVERY_S", _int("DM_HOUSEKEEPING_EVERY_S", 1)),
+    ("housekeeping_every_s", "DM_HOUSEKEEPING_EVERY_S", _int("DM_HOUSEKEEPING_EVERY_S", 0)),
     ("launcher", "DM_LAUNCHER", _choice("DM_LAUNCHER", "local", "kubernetes")),
     ("kubernetes_namespace", "DM_KUBERNETES_NAMESPACE", str),
     ("project_claim", "DM_PROJECT_CLAIM", str),
+    ("api_log_days", "DM_API_LOG_DAYS", _int("DM_API_LOG_DAYS", 1)),
 ]
 
 VARIABLES = [var for _, var, _ in _VARIABLES]

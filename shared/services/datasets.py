@@ -281,8 +281,6 @@ def remove_editor(s: "Session", principal: "Principal", dataset_id: str, usernam
 def begin_delete(s: "Session", principal: "Principal", dataset_id: str, number: int,
                  keep_project_files: bool = False) -> tuple[str, str]:
     """Hide a version at once and queue the event that removes its content; returns task and event ids."""
-    from sqlalchemy import update
-
     dataset = load(s, principal, dataset_id, edit=True)
     version = s.scalar(select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id,
                                                     DatasetVersion.version == number,
@@ -291,14 +289,25 @@ def begin_delete(s: "Session", principal: "Principal", dataset_id: str, number: 
         raise NotFound(f"Dataset {dataset_id} has no version {number}")
     if version.processing_stage in HIDDEN_STAGES:
         raise Forbidden(f"Version {number} of dataset {dataset_id} is still being uploaded")
-    moved = s.execute(update(DatasetVersion).where(DatasetVersion.id == version.id, DatasetVersion.deleted.is_(None))
-                      .values(deleted=utcnow(), deleting_user=principal.username,
-                              processing_stage="DELETING")).rowcount
-    if not moved:  # a concurrent delete won
+    found = delete_version(s, version, principal.username, keep_project_files=keep_project_files)
+    if found is None:  # a concurrent delete won
         raise NotFound(f"Dataset {dataset_id} has no version {number}")
-    task = tasks.create(s, purpose="DATASET", purpose_id=dataset.id, purpose_version=number,
-                        owner=principal.username, removal=True, message=f"Deleting version {number}")
+    return found
+
+
+def delete_version(s: "Session", version: DatasetVersion, username: str, *,
+                   keep_project_files: bool = False) -> tuple[str, str] | None:
+    """Hide a usable version and queue its removal as ``username``; None if it was already deleted."""
+    from sqlalchemy import update
+
+    moved = s.execute(update(DatasetVersion).where(DatasetVersion.id == version.id, DatasetVersion.deleted.is_(None))
+                      .values(deleted=utcnow(), deleting_user=username, processing_stage="DELETING")).rowcount
+    if not moved:
+        return None
+    number = version.version
+    task = tasks.create(s, purpose="DATASET", purpose_id=version.dataset_id, purpose_version=number,
+                        owner=username, removal=True, message=f"Deleting version {number}")
     task.processing_stage = "DELETING"
-    event = outbox.add(s, contracts.DatasetDelete(task_id=task.id, dataset_id=dataset.id, version=number,
+    event = outbox.add(s, contracts.DatasetDelete(task_id=task.id, dataset_id=version.dataset_id, version=number,
                                                   keep_project_files=keep_project_files))
     return task.id, event.id

@@ -108,7 +108,7 @@ def manifest_out(m: JobManifest) -> dict:
 
 def delete_manifest(s: "Session", manifest_id: int, *, purge: bool) -> int:
     """Forget a manifest; with ``purge`` its jobs go too (unless an instance still names them)."""
-    manifest = s.get(JobManifest, manifest_id)
+    manifest = s.get(JobManifest, manifest_id) if 0 <= manifest_id < 2**31 else None  # ids are 32-bit
     if manifest is None:
         raise NotFound(f"Job manifest {manifest_id} does not exist")
     purged = 0

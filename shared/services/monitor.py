@@ -23,7 +23,7 @@ from shared.db.base import utcnow
 from shared.db.models import MonitorLease
 from shared.db.session import transaction
 from shared.errors import NotFound
-from shared.services import charges, dead_letters, housekeeping, reconcile, service_errors
+from shared.services import api_log, charges, dead_letters, housekeeping, reconcile, service_errors
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -54,6 +54,7 @@ JOBS: dict[str, MonitorJob] = {job.name: job for job in (
     MonitorJob("redeliver-events", _housekeeping("redeliver-events"), every_s=10),
     MonitorJob("purge-projects", _housekeeping("purge-projects"), every_s=60),
     MonitorJob("remove-stale-uploads", _housekeeping("remove-stale-uploads"), every_s=3600),
+    MonitorJob("prune-api-log", lambda sv: api_log.prune_api_log(sv.engine, sv.settings), every_s=86400),
 )}
 
 

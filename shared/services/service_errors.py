@@ -6,6 +6,7 @@ admins list, acknowledge and delete them (`/admin/service-error`).
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import TYPE_CHECKING
 
@@ -13,13 +14,17 @@ from sqlalchemy import delete as sql_delete, select
 
 from shared.db.base import iso, utcnow
 from shared.db.models import ServiceError
-from shared.errors import BadRequest, NotFound
+from shared.db.session import transaction
+from shared.errors import NotFound
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
+log = logging.getLogger("dm.service_errors")
 SEVERITIES = ("CRITICAL", "ERROR", "WARNING")
 SUMMARY_MAX = 4000
+ID_LIMIT = 2**31  # ids are 32-bit integers: a larger one names no error
 
 
 def record(s: "Session", *, origin: str, summary: str, severity: str = "ERROR", error_code: int | None = None,
@@ -27,12 +32,31 @@ def record(s: "Session", *, origin: str, summary: str, severity: str = "ERROR", 
     """Record one fault in the caller's transaction."""
     if severity not in SEVERITIES:
         raise ValueError(f"severity must be one of {SEVERITIES}")
-    error = ServiceError(created=utcnow(), summary=summary[:SUMMARY_MAX], severity=severity,
+    error = ServiceError(created=utcnow(), summary=_text(summary)[:SUMMARY_MAX], severity=severity,
                          hostname=socket.gethostname()[:255], origin=origin[:32], error_code=error_code,
-                         stack_trace=stack_trace, acknowledged=False)
+                         stack_trace=_text(stack_trace), acknowledged=False)
     s.add(error)
     s.flush()
     return error
+
+
+def _text(value: str) -> str:
+    # PostgreSQL text holds no NUL, and a fault's text may quote one from its input
+    return value.replace("\x00", "\\x00")
+
+
+def record_fault(engine: "Engine", *, origin: str, summary: str, stack_trace: str = "",
+                 error_code: int | None = None) -> int | None:
+    """Record a fault in its own transaction; never raises (a fault must not become two).
+
+    Returns the new error's id, or None when it could not be recorded (that is logged).
+    """
+    try:
+        with transaction(engine) as s:
+            return record(s, origin=origin, summary=summary, error_code=error_code, stack_trace=stack_trace).id
+    except Exception:  # noqa: BLE001 - the database may be what failed
+        log.exception("Could not record a service error from %s: %s", origin, summary[:200])
+        return None
 
 
 def summary(error: ServiceError) -> dict:
@@ -55,9 +79,7 @@ def list_errors(s: "Session", *, include_acknowledged: bool = False) -> list[dic
 
 
 def _load(s: "Session", error_id: int) -> ServiceError:
-    if not 0 < error_id < 2**31:
-        raise BadRequest("A service error id is a positive integer")
-    error = s.get(ServiceError, error_id)
+    error = s.get(ServiceError, error_id) if 0 < error_id < ID_LIMIT else None
     if error is None:
         raise NotFound(f"There is no service error {error_id}")
     return error

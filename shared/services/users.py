@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 import zlib
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,12 @@ if TYPE_CHECKING:
 _seen: dict[str, dt.date] = {}
 _seen_lock = threading.Lock()
 F_UID_BASE = 10000
+SUSPENSION_MESSAGE_MAX = 512  # the column's size
+RESTORE = "/restore"  # the suspend_message that lifts a suspension (dm-api §3.2)
+# How long a process trusts its copy of the suspended users. Every authenticated request asks,
+# so it is read at most this often, not per request (the GET /project benchmark); a change made
+# in this process applies at once (`forget_suspensions`), one made in another within this time.
+SUSPENSIONS_TTL_S = 2.0
 
 
 def record_visit(engine: "Engine", principal: "Principal") -> None:
@@ -36,12 +43,18 @@ def record_visit(engine: "Engine", principal: "Principal") -> None:
         user = s.get(User, principal.username)
         now = utcnow()
         if user is None:
-            s.add(User(username=principal.username, f_uid=_free_uid(s, principal.username),
-                       first_seen=now, last_seen=now))
+            _create(s, principal.username, now)
         else:
             user.last_seen = now
     with _seen_lock:
         _seen[principal.username] = today
+
+
+def _create(s: "Session", username: str, now: dt.datetime) -> User:
+    user = User(username=username, f_uid=_free_uid(s, username), first_seen=now, last_seen=now)
+    s.add(user)
+    s.flush()
+    return user
 
 
 def _free_uid(s: "Session", username: str) -> int:
@@ -52,16 +65,70 @@ def _free_uid(s: "Session", username: str) -> int:
     return uid
 
 
-def forget_visits() -> None:
-    """Drop the in-process visit cache (tests that reset the database use this)."""
+def forget_visits(username: str | None = None) -> None:
+    """Drop the in-process visit cache, for one user or all (tests that reset the database use this)."""
     with _seen_lock:
-        _seen.clear()
+        if username is None:
+            _seen.clear()
+        else:
+            _seen.pop(username, None)
+    forget_suspensions()
+
+
+# --- suspension ---------------------------------------------------------------------------
+
+_suspended: dict[str, tuple[float, dict[str, str]]] = {}  # engine url -> (read at, username -> message)
+_suspended_lock = threading.Lock()
+_forgotten = [0]  # how often the copy was dropped: a read that began before a drop is not kept
+
+
+def suspension(engine: "Engine", username: str) -> str | None:
+    """The user's suspension message when their account is suspended, else None.
+
+    Answered from a per-process copy of every suspended account, read again when older
+    than SUSPENSIONS_TTL_S: one small query every few seconds instead of one per request.
+    """
+    key = str(engine.url)
+    now = time.monotonic()
+    held = _suspended.get(key)
+    if held is None or now - held[0] > SUSPENSIONS_TTL_S:
+        generation = _forgotten[0]
+        with transaction(engine, readonly=True) as s:
+            rows = s.execute(select(User.username, User.suspension_message).where(User.suspended.is_(True)))
+            held = (now, {name: message or "" for name, message in rows})
+        with _suspended_lock:
+            if _forgotten[0] == generation:
+                _suspended[key] = held
+    return held[1].get(username)
+
+
+def check_not_suspended(engine: "Engine", principal: "Principal") -> None:
+    """Forbidden, with the suspension message, for a suspended account."""
+    message = suspension(engine, principal.username)
+    if message is not None:
+        raise Forbidden(f"Your account is suspended: {message}" if message else "Your account is suspended")
+
+
+def forget_suspensions() -> None:
+    """Read the suspended accounts afresh on the next request (after a suspension changed here)."""
+    with _suspended_lock:
+        _suspended.clear()
+        _forgotten[0] += 1
 
 
 def get_user(s: "Session", username: str) -> User:
+    """The user's row, made if missing: an admin prepares accounts this way, and an account
+    deleted since this process last recorded its user's visit comes back as on first sight."""
     user = s.get(User, username)
-    assert user is not None, "record_visit runs before every authenticated route"
+    if user is None:
+        user = _create(s, username, utcnow())
     return user
+
+
+def require_admin(principal: "Principal") -> None:
+    """Admin operations need the DM admin role (`become_admin` mode is not needed)."""
+    if not principal.is_admin:
+        raise Forbidden("Only administrators can do this")
 
 
 def sees_everything(s: "Session", principal: "Principal") -> bool:
@@ -77,18 +144,26 @@ def list_users(s: "Session") -> list[dict]:
     return [{"username": u.username} for u in rows]
 
 
+def detail(user: User) -> dict:
+    """A ``UserDetail`` (dm-api §2.9)."""
+    out = {
+        "username": user.username,
+        "f_uid": user.f_uid,
+        "first_seen": iso(user.first_seen),
+        "last_seen_date": user.last_seen.date().isoformat(),
+        "private": user.private,
+        "become_admin": user.become_admin,
+        "suspended": user.suspended,
+    }
+    if user.suspended:
+        out["suspension_message"] = user.suspension_message or ""
+    return out
+
+
 def account(s: "Session", principal: "Principal") -> dict:
     user = get_user(s, principal.username)
     return {
-        "user": {
-            "username": user.username,
-            "f_uid": user.f_uid,
-            "first_seen": iso(user.first_seen),
-            "last_seen_date": user.last_seen.date().isoformat(),
-            "private": user.private,
-            "become_admin": user.become_admin,
-            "suspended": False,
-        },
+        "user": detail(user),
         "caller_has_admin_privilege": principal.is_admin,
         "data_manager_roles": sorted(r for r in principal.roles if r.startswith("data-manager")),
     }

@@ -114,7 +114,7 @@ def get_swagger_ui_asset(ctx, asset):
     from werkzeug.utils import send_file
 
     root = _asset_root()
-    joined = safe_join(root, asset)
+    joined = safe_join(root, asset) if "\x00" not in asset else None  # realpath raises on a NUL
     real = os.path.realpath(joined) if joined else None
     if real is None or os.path.commonpath([root, real]) != root or not os.path.isfile(real):
         raise NotFound(f"No Swagger UI file {asset[:80]!r}")

@@ -132,7 +132,7 @@ def delete_job_manifest(ctx, job_manifest_id):
     jobs.require_admin(ctx.user)
     if ctx.settings.mode != "DEVELOPMENT":
         raise Forbidden("Manifests can only be deleted in DEVELOPMENT mode")
-    if not job_manifest_id.isdigit():
+    if not (job_manifest_id.isascii() and job_manifest_id.isdigit()):  # int() refuses some Unicode digits
         raise BadRequest("A job manifest id is a number")
     with transaction(ctx.engine) as s:
         jobs.delete_manifest(s, int(job_manifest_id), purge=ctx.flag("purge"))

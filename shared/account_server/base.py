@@ -51,6 +51,13 @@ class AccountServer(Protocol):
         Forbidden (the product is at its coin limit).
         """
 
+    def check_not_at_limit(self, principal: "Principal", product_id: str) -> None:
+        """Refuse anything more that ``product_id`` would pay for once it is at its coin limit
+        (as-api.md §2.1: adding files, running jobs); call it before a file or dataset upload.
+
+        Raises NotFound (no such product) or Forbidden (at its limit).
+        """
+
     def namespace(self) -> str:
         """What identifies the Account Server in use ("" for none)."""
 
@@ -80,3 +87,15 @@ def check_unit_id(unit_id: str) -> str:
     if not UNIT_ID.fullmatch(unit_id):
         raise BadRequest(f"'{unit_id[:80]}' is not a unit id (unit-<uuid>)")
     return unit_id
+
+
+ORG_ID = re.compile(r"org-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def check_org_id(org_id: str) -> str:
+    """An Account Server organisation id (``org-<uuid>``), or BadRequest."""
+    from shared.errors import BadRequest
+
+    if not ORG_ID.fullmatch(org_id):
+        raise BadRequest(f"'{org_id[:80]}' is not an organisation id (org-<uuid>)")
+    return org_id

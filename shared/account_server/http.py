@@ -75,5 +75,10 @@ class HttpAccountServer:
             raise Forbidden(f"Product {product_id} has reached its coin limit: nothing more can run in its Projects")
         return 0  # the real grant travels on the merchant channel, which this client does not speak
 
+    def check_not_at_limit(self, principal: "Principal", product_id: str) -> None:
+        body = self._get(f"/product/{product_id}", principal.token).get("product") or {}
+        if (body.get("coins") or {}).get("at_limit"):
+            raise Forbidden(f"Product {product_id} has reached its coin limit: it pays for nothing more")
+
     def registration(self) -> dict:
         return {"merchant_id": 1, "name": "Data Manager", "registered": ""}

@@ -1,7 +1,11 @@
 """The built-in ledger: the local stack's Account Server, kept in the Data Manager's database.
 
 Generous by design: a user's project-tier product may back any number of Projects,
-so a developer can create Projects without first buying a product for each.
+so a developer can create Projects without first buying a product for each. Coins are
+not: the charges the DM sends (``receiver``) are counted (``coins``), and a product at its
+coin limit pays for nothing more — no new instances, no new files or dataset versions
+(``check_not_at_limit``). The same tables are served as the Account Server's REST API
+(``rest``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,13 @@ from shared.account_server.base import (
     ProductGrant,
 )
 from shared.db.base import iso, utcnow
-from shared.db.models import LedgerOrganisation, LedgerProduct, LedgerUnit, LedgerUnitMember
+from shared.db.models import (
+    LedgerOrganisation,
+    LedgerOrganisationMember,
+    LedgerProduct,
+    LedgerUnit,
+    LedgerUnitMember,
+)
 from shared.db.session import transaction
 from shared.errors import Forbidden, NotFound, Unsupported
 
@@ -46,6 +56,68 @@ def _stable_id(prefix: str, *parts: str) -> str:
     return f"{prefix}-{uuid.uuid5(_NAMESPACE, '/'.join(parts))}"
 
 
+def personal_unit_id(username: str) -> str:
+    return _stable_id("unit", "personal", username)
+
+
+# --- who belongs where ----------------------------------------------------------------------
+
+
+def unit_members(s: "Session", unit_id: str) -> list[str]:
+    """The unit's members, its owner among them."""
+    return list(s.scalars(select(LedgerUnitMember.username).where(LedgerUnitMember.unit_id == unit_id)
+                          .order_by(LedgerUnitMember.username)))
+
+
+def organisation_members(s: "Session", org_id: str) -> list[str]:
+    return list(s.scalars(select(LedgerOrganisationMember.username)
+                          .where(LedgerOrganisationMember.organisation_id == org_id)
+                          .order_by(LedgerOrganisationMember.username)))
+
+
+def in_organisation(s: "Session", username: str, org: LedgerOrganisation) -> bool:
+    """Whether ``username`` owns or belongs to ``org`` (the Default Organisation has no members)."""
+    return org.owner == username or s.get(LedgerOrganisationMember, (org.id, username)) is not None
+
+
+def in_unit(s: "Session", username: str, unit: LedgerUnit) -> bool:
+    return unit.owner == username or s.get(LedgerUnitMember, (unit.id, username)) is not None
+
+
+def may_use_unit(s: "Session", principal: "Principal", unit: LedgerUnit) -> bool:
+    """Members of a unit or of its organisation, and administrators, may use its products."""
+    if principal.is_admin or in_unit(s, principal.username, unit):
+        return True
+    return in_organisation(s, principal.username, s.get(LedgerOrganisation, unit.organisation_id))
+
+
+def default_organisation(s: "Session", create: bool = False) -> LedgerOrganisation | None:
+    org = s.scalar(select(LedgerOrganisation).where(LedgerOrganisation.name == DEFAULT_ORGANISATION))
+    if org is None and create:
+        org = LedgerOrganisation(id=_stable_id("org", "default"), name=DEFAULT_ORGANISATION, created=utcnow())
+        s.add(org)
+        s.flush()
+    return org
+
+
+def storage_product(s: "Session", unit_id: str) -> LedgerProduct | None:
+    """The unit's dataset-storage subscription that pays for its datasets: the oldest."""
+    return s.scalar(select(LedgerProduct).where(LedgerProduct.unit_id == unit_id,
+                                                LedgerProduct.type == DATASET_STORAGE)
+                    .order_by(LedgerProduct.created, LedgerProduct.id).limit(1))
+
+
+def refuse_at_limit(s: "Session", product: LedgerProduct, unit: LedgerUnit) -> None:
+    """Forbidden when the product has used its coin limit in this billing period."""
+    from shared.account_server.coins import money, product_coins
+
+    coins = product_coins(s, product, unit, utcnow().date())
+    if coins.at_limit:
+        raise Forbidden(f"Product {product.id} has reached its coin limit ({money(coins.used)} of "
+                        f"{coins.limit} coins used this billing period): it pays for nothing more until "
+                        "its limit is raised or the period ends")
+
+
 class LedgerAccountServer:
     def __init__(self, settings: "Settings", engine: "Engine"):
         self.settings = settings
@@ -61,8 +133,7 @@ class LedgerAccountServer:
             if product is None:
                 raise NotFound(f"Product {product_id} does not exist")
             unit = s.get(LedgerUnit, product.unit_id)
-            member = s.get(LedgerUnitMember, (product.unit_id, principal.username))
-            if member is None and not principal.is_admin:
+            if not may_use_unit(s, principal, unit):
                 raise Forbidden(f"You are not a member of the unit of product {product_id}")
             if product.type != PROJECT_TIER:
                 raise Unsupported(f"Product {product_id} is not a project-tier subscription")
@@ -70,45 +141,50 @@ class LedgerAccountServer:
 
     def authorise_dataset_storage(self, principal: "Principal", unit_id: str) -> int:
         with transaction(self.engine, readonly=True) as s:
-            if s.get(LedgerUnit, unit_id) is None:
+            unit = s.get(LedgerUnit, unit_id)
+            if unit is None:
                 raise NotFound(f"Unit {unit_id} does not exist")
-            if s.get(LedgerUnitMember, (unit_id, principal.username)) is None:
+            if not may_use_unit(s, principal, unit):
                 raise Forbidden(f"You are not a member of unit {unit_id}")
-            product = s.scalar(select(LedgerProduct).where(LedgerProduct.unit_id == unit_id,
-                                                           LedgerProduct.type == DATASET_STORAGE))
+            product = storage_product(s, unit_id)
             if product is None:
                 raise Forbidden(f"Unit {unit_id} has no dataset-storage subscription")
+            refuse_at_limit(s, product, unit)
         return _authorisation_code()
 
     def authorise_processing(self, principal: "Principal", product_id: str) -> int:
-        # The built-in ledger keeps no coin limits: any project-tier product may pay.
-        if product_id != TEST_PRODUCT_ID:
-            with transaction(self.engine, readonly=True) as s:
-                product = s.get(LedgerProduct, product_id)
-                if product is None:
-                    raise NotFound(f"Product {product_id} does not exist")
-                if product.type != PROJECT_TIER:
-                    raise Unsupported(f"Product {product_id} is not a project-tier subscription")
+        self._check_product(product_id, project_tier=True)
         return _authorisation_code()
+
+    def check_not_at_limit(self, principal: "Principal", product_id: str) -> None:
+        """Refuse (Forbidden) anything more for a product at its coin limit, e.g. a file upload
+        into a Project it pays for; NotFound for a product the ledger does not know."""
+        self._check_product(product_id, project_tier=False)
+
+    def _check_product(self, product_id: str, *, project_tier: bool) -> None:
+        if product_id == TEST_PRODUCT_ID:  # the administrators' test product pays for anything
+            return
+        with transaction(self.engine, readonly=True) as s:
+            product = s.get(LedgerProduct, product_id)
+            if product is None:
+                raise NotFound(f"Product {product_id} does not exist")
+            if project_tier and product.type != PROJECT_TIER:
+                raise Unsupported(f"Product {product_id} is not a project-tier subscription")
+            refuse_at_limit(s, product, s.get(LedgerUnit, product.unit_id))
 
     def namespace(self) -> str:
         return self.settings.account_server_namespace or "built-in-ledger"
 
     def registration(self) -> dict:
-        with transaction(self.engine) as s:
-            org = s.scalar(select(LedgerOrganisation).where(LedgerOrganisation.name == DEFAULT_ORGANISATION))
+        with transaction(self.engine, readonly=True) as s:
+            org = default_organisation(s)
             created = org.created if org else utcnow()
         return {"merchant_id": 1, "name": "Data Manager (built-in ledger)", "registered": iso(created)}
 
     def ensure_personal_unit(self, s: "Session", username: str) -> dict:
         """The user's personal unit with one project-tier and one dataset-storage product."""
-        org = s.scalar(select(LedgerOrganisation).where(LedgerOrganisation.name == DEFAULT_ORGANISATION))
-        if org is None:
-            org = LedgerOrganisation(id=_stable_id("org", "default"), name=DEFAULT_ORGANISATION,
-                                     created=utcnow())
-            s.add(org)
-            s.flush()
-        unit_id = _stable_id("unit", "personal", username)
+        org = default_organisation(s, create=True)
+        unit_id = personal_unit_id(username)
         if s.get(LedgerUnit, unit_id) is None:
             s.add(LedgerUnit(id=unit_id, organisation_id=org.id, name=f"{username} (personal)",
                              owner=username, personal=True, created=utcnow()))

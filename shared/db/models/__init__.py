@@ -6,7 +6,15 @@ from shared.db.models.event import InboxEvent, OutboxEvent
 from shared.db.models.job import Instance, InstanceCharge, InstanceLog, Job, JobExchangeRate, JobManifest
 from shared.db.models.monitor import DeadLetter, MonitorLease, StorageUsage
 from shared.db.models.operations import ApiLogEntry, ServiceError
-from shared.db.models.ledger import LedgerOrganisation, LedgerProduct, LedgerUnit, LedgerUnitMember
+from shared.db.models.ledger import (
+    LedgerOrganisation,
+    LedgerOrganisationMember,
+    LedgerProcessingCharge,
+    LedgerProduct,
+    LedgerStorageCharge,
+    LedgerUnit,
+    LedgerUnitMember,
+)
 from shared.db.models.project import Project, ProjectMember, ProjectToken
 from shared.db.models.task import Task, TaskEvent, TaskState
 from shared.db.models.user import User
@@ -30,7 +38,10 @@ __all__ = [
     "JobManifest",
     "OutboxEvent",
     "LedgerOrganisation",
+    "LedgerOrganisationMember",
+    "LedgerProcessingCharge",
     "LedgerProduct",
+    "LedgerStorageCharge",
     "LedgerUnit",
     "LedgerUnitMember",
     "Project",

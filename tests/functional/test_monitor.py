@@ -297,3 +297,30 @@ def test_applications_are_charged_for_their_running_time_pro_rata(api, alice):
     assert last.eoc and last.sqn == 2 and Decimal(last.coins) < Decimal("0.1")  # the seconds since
     with transaction(api.services.engine) as s:
         assert charges.accrue_application_charges(s) == 0  # closed: nothing more accrues
+
+
+def test_charges_reach_the_ledger_and_a_product_at_its_limit_takes_no_more_files(api, alice, instance):  # noqa: F811
+    """The monitor's messages, through the ledger's receiver, move the product's coins; at its
+    limit a file upload into its Project is refused and nothing is stored."""
+    from sqlalchemy import select
+
+    from shared.account_server.receiver import record_processing
+    from shared.db.models import Instance
+    from shared.db.session import transaction
+
+    instance_id, _ = instance
+    with transaction(api.services.engine) as s:
+        project_id = s.scalar(select(Instance.project_id).where(Instance.id == instance_id))
+    assert alice.put(f"/project/{project_id}/file", data={"file": (io_bytes(b"before"), "a.txt")},
+                     content_type="multipart/form-data").status_code == 201
+    add_charges(api, instance_id, (1, "1000"), (2, "1000"), phase="COMPLETED")  # the product's limit is 2000
+    assert run(api, "processing-charges") == 2
+    with transaction(api.services.engine) as s:
+        for message in charge_messages(api):
+            record_processing(s, message)
+    refused = alice.put(f"/project/{project_id}/file", data={"file": (io_bytes(b"after"), "b.txt")},
+                        content_type="multipart/form-data")
+    assert refused.status_code == 403 and "limit" in refused.get_json()["error"]
+    listing = alice.get(f"/file?project_id={project_id}&path=/")
+    names = [f["file_name"] for f in listing.get_json()["files"]]
+    assert "a.txt" in names and "b.txt" not in names

@@ -113,6 +113,7 @@ def add_file_to_project(ctx, project_id):
     refuse_oversize(request, limit)
     with transaction(ctx.engine, readonly=True) as s:
         project = projects.load(s, ctx.user, project_id, projects.WRITE)
+    ctx.account_server.check_not_at_limit(ctx.user, project.product_id)  # files cost storage
     storage = ctx.storage
     staged: list[str] = []
 

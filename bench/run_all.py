@@ -14,7 +14,7 @@ import time
 import _common as c
 
 BENCHMARKS = ("cold_start", "requests_per_second", "upload", "dataset_upload", "small_uploads", "kew_log_parsing",
-              "job_latency", "pbc_throughput", "storage_scan")
+              "job_latency", "pbc_throughput", "storage_scan", "charge_dispatch")
 
 
 def main() -> int:

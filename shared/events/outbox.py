@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import urllib.error
-import urllib.request
+import http.client
 import uuid
 from typing import TYPE_CHECKING, Iterable
+from urllib.parse import urlsplit
 
 from shared.db.base import utcnow
 from shared.db.models import OutboxEvent
@@ -50,15 +50,55 @@ def send(broker_url: str, row: OutboxEvent) -> None:
 
 def post(broker_url: str, event: WireEvent) -> None:
     """POST one event to the broker in binary mode; raises OSError on anything but a 2xx."""
-    headers, body = to_http(event)
-    req = urllib.request.Request(broker_url, data=body, headers=headers, method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=SEND_TIMEOUT_S) as resp:
-            if not 200 <= resp.status < 300:
-                raise OSError(f"the broker answered {resp.status}")
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        raise OSError(f"the broker answered {exc.code}") from None
+    with BrokerConnection(broker_url) as broker:
+        broker.post(event)
+
+
+class BrokerConnection:
+    """One keep-alive HTTP connection to the broker for a run of events (a new connection per
+    event would cost more than the event). A connection the broker closed while idle is opened
+    again once; an event it may have received twice is fine: consumers de-duplicate by id."""
+
+    def __init__(self, broker_url: str):
+        parts = urlsplit(broker_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise OSError(f"not a broker URL: {broker_url!r}")
+        self.parts = parts
+        self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.connection: http.client.HTTPConnection | None = None
+
+    def post(self, event: WireEvent) -> None:
+        headers, body = to_http(event)
+        for attempt in (1, 2):
+            reused = self.connection is not None
+            if self.connection is None:
+                cls = http.client.HTTPSConnection if self.parts.scheme == "https" else http.client.HTTPConnection
+                self.connection = cls(self.parts.hostname, self.parts.port, timeout=SEND_TIMEOUT_S)
+            try:
+                self.connection.request("POST", self.target, body=body, headers=headers)
+                response = self.connection.getresponse()
+                response.read()
+            except (http.client.HTTPException, OSError):
+                self.close()
+                if reused and attempt == 1:
+                    continue  # the broker closed the idle connection: once more on a new one
+                raise
+            if response.will_close:
+                self.close()
+            if not 200 <= response.status < 300:
+                raise OSError(f"the broker answered {response.status}")
+            return
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    def __enter__(self) -> "BrokerConnection":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def deliver(engine: "Engine", broker_url: str, event_ids: Iterable[str]) -> int:
@@ -96,23 +136,29 @@ def redeliver(engine: "Engine", broker_url: str, grace_s: float = 30, now: dt.da
 
 
 def _send_all(engine: "Engine", broker_url: str, events: list[OutboxEvent]) -> int:
+    """Send in order over one connection; the accepted ones are marked delivered together (a
+    crash before that re-sends them later with the same ids, which consumers de-duplicate)."""
     from sqlalchemy import update
 
-    accepted = 0
-    for event in events:
-        try:
-            send(broker_url, event)
-        except (OSError, urllib.error.URLError) as exc:
-            log.warning("Event %s (%s) not delivered: %s", event.id, event.type, exc)
+    accepted: list[str] = []
+    try:
+        with BrokerConnection(broker_url) as broker:
+            for event in events:
+                try:
+                    broker.post(wire_event(event))
+                except (OSError, http.client.HTTPException) as exc:
+                    log.warning("Event %s (%s) not delivered: %s", event.id, event.type, exc)
+                    with transaction(engine) as s:
+                        s.execute(update(OutboxEvent.__table__).where(OutboxEvent.id == event.id).values(
+                            attempts=OutboxEvent.attempts + 1, last_error=str(exc)[:1000]))
+                    break  # keep the order; the rest waits for the next run
+                accepted.append(event.id)
+    finally:
+        if accepted:
             with transaction(engine) as s:
-                s.execute(update(OutboxEvent).where(OutboxEvent.id == event.id).values(
-                    attempts=OutboxEvent.attempts + 1, last_error=str(exc)[:1000]))
-            break  # keep the order; the rest waits for the next run
-        with transaction(engine) as s:
-            s.execute(update(OutboxEvent).where(OutboxEvent.id == event.id).values(
-                delivered_at=utcnow(), attempts=OutboxEvent.attempts + 1, last_error=None))
-        accepted += 1
-    return accepted
+                s.execute(update(OutboxEvent.__table__).where(OutboxEvent.id.in_(accepted)).values(
+                    delivered_at=utcnow(), attempts=OutboxEvent.attempts + 1, last_error=None))
+    return len(accepted)
 
 
 def pending_count(engine: "Engine") -> int:

@@ -32,6 +32,7 @@ MERCHANT_KIND = "DATA_MANAGER"
 MERCHANT_NAME = "data-manager"
 COST_SCALE_FACTOR = 1000  # job exchange rates are stored ×1000 (as-api.md §3.3)
 BATCH = 500
+CHARGES, INSTANCES = InstanceCharge.__table__, Instance.__table__
 
 
 def _additional_data(instance: Instance, charge_cost: str) -> str:
@@ -74,23 +75,25 @@ def queue_processing_charges(s: "Session", limit: int = BATCH) -> tuple[list[str
         .join(Instance, Instance.id == InstanceCharge.instance_id)
         .join(Project, Project.id == Instance.project_id, isouter=True)
         .where(InstanceCharge.sent.is_(None))
-        .order_by(InstanceCharge.instance_id, InstanceCharge.sqn).limit(limit)).all())
+        .order_by(InstanceCharge.instance_id, InstanceCharge.sqn).limit(limit)
+        # a second monitor skips what the first is sending (PostgreSQL; SQLite has one writer)
+        .with_for_update(skip_locked=True, of=InstanceCharge)).all())
     last_sqn = dict(s.execute(select(InstanceCharge.instance_id, func.max(InstanceCharge.sqn))
                               .where(InstanceCharge.instance_id.in_({i.id for _, i, _ in pending}))
                               .group_by(InstanceCharge.instance_id)).all()) if pending else {}
     for charge, instance, product_id in pending:
         ended = instance.phase in TERMINAL_PHASES
         eoc = ended and charge.sqn == last_sqn.get(instance.id)
-        sent = s.execute(update(InstanceCharge).where(InstanceCharge.instance_id == charge.instance_id,
-                                                      InstanceCharge.sqn == charge.sqn,
-                                                      InstanceCharge.sent.is_(None)).values(sent=now)).rowcount
+        # Core, not ORM, statements: no scan of the loaded rows per UPDATE
+        sent = s.execute(update(CHARGES).where(CHARGES.c.instance_id == charge.instance_id, CHARGES.c.sqn == charge.sqn,
+                                               CHARGES.c.sent.is_(None)).values(sent=now)).rowcount
         if not sent or not instance.authorisation_code:
             continue
         ids.append(outbox.add(s, ProcessingCharge(_message(
             instance, product_id or "", sqn=charge.sqn, coins=charge.coins, cost=charge.cost, eoc=eoc,
             timestamp=charge.timestamp or None))).id)
         if eoc:
-            s.execute(update(Instance).where(Instance.id == instance.id).values(charges_closed=True))
+            s.execute(update(INSTANCES).where(INSTANCES.c.id == instance.id).values(charges_closed=True))
     ids += _close_ended(s, limit)
     return ids, len(pending)
 
@@ -105,7 +108,7 @@ def _close_ended(s: "Session", limit: int) -> list[str]:
                             Instance.id.not_in(unsent)).limit(limit)).all()
     ids = []
     for instance, product_id in rows:
-        closed = s.execute(update(Instance).where(Instance.id == instance.id, Instance.charges_closed.is_(False))
+        closed = s.execute(update(INSTANCES).where(INSTANCES.c.id == instance.id, INSTANCES.c.charges_closed.is_(False))
                            .values(charges_closed=True)).rowcount
         if not closed or not instance.authorisation_code:
             continue

@@ -1,7 +1,10 @@
-"""The local stack: every part on one port with embedded defaults (``make run``).
+"""The local stack: every part on its own port with embedded defaults (``make run``).
 
-``/data-manager-api`` is the api function as functions-framework serves it and
-``/auth`` the development OpenID provider; state lives under ``DM_DATA_DIR``.
+On DM_PORT, ``/data-manager-api`` is the api function as functions-framework serves it and
+``/auth`` the development OpenID provider; state lives under ``DM_DATA_DIR``. The ports after
+it: upload (+1), the Broker (+2), kew (+3), pbc (+4) and the monitor (+5), each its own process,
+kept running by ``dm functions`` (`serve_functions`, `shared.supervisor`), which also sends the
+monitor's schedule ticks to the Broker as the cluster's PingSources do.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ def prepare(settings: Settings, **more_facts) -> dict:
     facts = {
         "api_url": settings.base_url + API_PREFIX,
         "keycloak_url": settings.base_url + "/auth",
+        "as_api_url": settings.base_url + "/account-server-api",
         "keycloak_realm": "squonk2",
         "keycloak_client_id": settings.oidc_audience,
         **more_facts,
@@ -52,6 +56,7 @@ def create_wsgi_app(settings: Settings):
     import functions_framework
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
+    from shared.account_server.rest import create_account_server_app
     from shared.auth.keys import key_path, load_or_create_signing_key
     from shared.auth.provider import create_provider_app
     from shared.auth.users import load_users
@@ -59,30 +64,8 @@ def create_wsgi_app(settings: Settings):
     api_app = functions_framework.create_app(target="api", source=str(ROOT / "main.py"), signature_type="http")
     key = load_or_create_signing_key(key_path(settings))
     provider = create_provider_app(settings, load_users(settings), key)
-    return DispatcherMiddleware(api_app, {"/auth": provider})
-
-
-def start_housekeeping(settings: Settings, stop: threading.Event) -> threading.Thread:
-    """The monitor's jobs on a timer, as a cluster's schedules would run them."""
-    from shared.services import housekeeping
-
-    def loop() -> None:
-        from shared.db.session import get_engine
-        from shared.storage import create_storage
-
-        engine = get_engine(settings.sqlalchemy_url)
-        storage = create_storage(settings.storage_url, settings.s3_endpoint_url)
-        while not stop.is_set():
-            for name in housekeeping.JOBS:
-                try:
-                    housekeeping.run(name, engine, storage, settings)
-                except Exception:
-                    log.exception("Housekeeping job %s failed", name)
-            stop.wait(settings.housekeeping_every_s)
-
-    thread = threading.Thread(target=loop, name="dm-housekeeping", daemon=True)
-    thread.start()
-    return thread
+    return DispatcherMiddleware(api_app, {"/auth": provider,
+                                          "/account-server-api": create_account_server_app(settings)})
 
 
 def serve_broker(port: int, services: dict[str, str], data_dir: Path) -> int:
@@ -98,6 +81,9 @@ def serve_broker(port: int, services: dict[str, str], data_dir: Path) -> int:
     router = Router(routing, service_resolver(services), dead_letter_file=Path(data_dir) / "dead-letters.jsonl")
     router.start()
     server = make_server("127.0.0.1", port, router.wsgi_app, threaded=True)
+    access_log = logging.getLogger("werkzeug")
+    if access_log.getEffectiveLevel() > logging.DEBUG:  # a line per event (a tick every few seconds) is noise
+        access_log.setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     log.info("Broker on port %s, delivering to %s", port, services)
     try:
@@ -109,13 +95,21 @@ def serve_broker(port: int, services: dict[str, str], data_dir: Path) -> int:
     return 0
 
 
-EVENT_FUNCTIONS = {"dm-upload": ("upload", 1), "dm-kew": ("kew", 3), "dm-pbc": ("pbc", 4)}  # name: (target, port offset)
+EVENT_FUNCTIONS = {  # Knative Service name: (functions-framework target, port offset from DM_PORT)
+    "dm-upload": ("upload", 1), "dm-kew": ("kew", 3), "dm-pbc": ("pbc", 4), "dm-monitor": ("monitor", 5)}
 BROKER_PORT_OFFSET = 2
 
 
 def function_urls(port: int) -> dict[str, str]:
     """Where the local stack's event functions listen, by their Knative Service name."""
     return {name: f"http://127.0.0.1:{port + offset}" for name, (_, offset) in EVENT_FUNCTIONS.items()}
+
+
+def broker_services(port: int) -> dict[str, str]:
+    """Every Service the Triggers in knative/ name, by where it runs here: the event functions, and
+    ``account-server`` (the charges' subscriber, ``uri: /account-server-api/event``) on the api's
+    port, whose ledger receives them."""
+    return {**function_urls(port), "account-server": f"http://127.0.0.1:{port}"}
 
 
 def stack_ports(port: int) -> list[int]:
@@ -134,81 +128,122 @@ def check_ports_free(ports: list[int]) -> None:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
-                raise SystemExit(f"Port {port} is in use: the local stack needs DM_PORT and the four ports "
+                raise SystemExit(f"Port {port} is in use: the local stack needs DM_PORT and the five ports "
                                  "after it (set DM_PORT to move it)") from None
 
 
-class Children:
-    """The event functions and the Broker, each its own process as in a cluster."""
+# --- the schedules: ticks through the Broker, as the PingSources in knative/monitor.yaml send them ---
 
-    def __init__(self, settings: Settings, broker_url: str):
-        import os
-        import sys
 
-        env = {**os.environ, "K_SINK": broker_url}
-        services = [f"--service={name}={url}" for name, url in function_urls(settings.port).items()]
-        self.commands = [
-            ([sys.executable, "-m", "functions_framework", "--target", target, "--source", str(ROOT / "main.py"),
-              "--host", "127.0.0.1", "--port", str(settings.port + offset)], settings.port + offset)
-            for target, offset in EVENT_FUNCTIONS.values()]
-        self.commands.append(([sys.executable, "-m", "shared.cli", "broker", "--port",
-                               str(settings.port + BROKER_PORT_OFFSET), *services], settings.port + BROKER_PORT_OFFSET))
-        self.env = env
-        self.processes = [self._spawn(command) for command, _ in self.commands]
+def tick_intervals(settings: Settings) -> dict[str, float]:
+    """Seconds between two ticks of each monitor job: its own ``every_s``, or DM_HOUSEKEEPING_EVERY_S
+    for every job when that is set."""
+    from shared.services.monitor import JOBS
 
-    def _spawn(self, command):
-        import subprocess
+    override = settings.housekeeping_every_s
+    return {name: float(override) if override else job.every_s for name, job in JOBS.items()}
 
-        return subprocess.Popen(command, env=self.env, cwd=str(ROOT))
 
-    def wait_listening(self, timeout: float = 30) -> None:
-        """Return once every process listens on its port; one that exits stops the start."""
-        import socket
-        import time
+def start_ticks(broker_url: str, intervals: dict[str, float], stop: threading.Event) -> threading.Thread:
+    """Send each job's `ScheduleTick` to the Broker every its interval (the first one interval after the
+    start, as a new PingSource does). The Trigger takes it to the monitor; a tick the Broker does not
+    take is logged, and the job's next tick comes at its next interval."""
+    import time
 
-        deadline = time.monotonic() + timeout
-        for process, (_, port) in zip(self.processes, self.commands):
-            while True:
-                if process.poll() is not None:
-                    raise SystemExit(f"The process for port {port} exited with code {process.returncode} "
-                                     "during start-up")
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise SystemExit(f"Nothing listens on port {port} after {timeout:.0f} s") from None
-                    time.sleep(0.05)
+    from shared.events import outbox, wire
+    from shared.events.contracts import ScheduleTick
 
-    def stop(self, timeout: float = 10) -> None:
-        import subprocess
-
-        for child in self.processes:
-            if child.poll() is None:
-                child.terminate()
-        for child in self.processes:
+    def loop() -> None:
+        started = time.monotonic()
+        due = {name: started + every for name, every in intervals.items()}
+        while due:
+            name = min(due, key=due.__getitem__)
+            if stop.wait(max(0.0, due[name] - time.monotonic())):
+                return
             try:
-                child.wait(timeout)
-            except subprocess.TimeoutExpired:
-                child.kill()
+                outbox.post(broker_url, wire.event_of(ScheduleTick(job=name)))
+            except Exception as exc:  # noqa: BLE001 - the timer outlives any one failed send
+                log.warning("Schedule tick for %s not sent to %s: %s", name, broker_url, exc)
+            now = time.monotonic()
+            while due[name] <= now:
+                due[name] += intervals[name]
+
+    thread = threading.Thread(target=loop, name="dm-schedule-ticks", daemon=True)
+    thread.start()
+    return thread
+
+
+# --- the processes --------------------------------------------------------------------------
+
+
+def function_children(settings: Settings) -> list:
+    """The event functions (functions-framework, as their Knative Services run them) and the Broker."""
+    import sys
+
+    from shared.supervisor import Child
+
+    port = settings.port
+    children = [Child(name, [sys.executable, "-m", "functions_framework", "--target", target, "--source",
+                             str(ROOT / "main.py"), "--host", "127.0.0.1", "--port", str(port + offset)],
+                      (port + offset,))
+                for name, (target, offset) in EVENT_FUNCTIONS.items()]
+    services = [f"--service={name}={url}" for name, url in broker_services(port).items()]
+    children.append(Child("broker", [sys.executable, "-m", "shared.cli", "broker", "--port",
+                                     str(port + BROKER_PORT_OFFSET), *services], (port + BROKER_PORT_OFFSET,)))
+    return children
+
+
+def serve_functions(settings: Settings) -> int:
+    """``dm functions`` (``dm run`` starts it): the event functions and the Broker, each its own process as
+    in a cluster, restarted when one dies, and the monitor's schedule ticks. Stops on SIGTERM or SIGINT,
+    and when the ``dm run`` that started it is gone."""
+    import os
+    import signal
+
+    from shared.supervisor import POLL_S, Supervisor
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    parent = os.getppid()
+    broker_url = f"http://127.0.0.1:{settings.port + BROKER_PORT_OFFSET}"
+    supervisor = Supervisor(function_children(settings), env={**os.environ, "K_SINK": broker_url}, cwd=str(ROOT))
+    supervisor.start()
+    try:
+        supervisor.wait_listening(cancelled=stop.is_set)
+        if not stop.is_set():
+            start_ticks(broker_url, tick_intervals(settings), stop)
+        while not stop.wait(POLL_S):
+            if os.getppid() != parent:
+                log.error("The process that started the functions (pid %s) has gone: stopping them", parent)
+                break
+            supervisor.check()
+    finally:
+        stop.set()
+        supervisor.stop(timeout=5)
+    return 0
 
 
 def run(settings: Settings) -> int:
+    """``dm run``: the api (and the OpenID provider) in gunicorn in this process, whose master restarts
+    its worker; the rest in ``dm functions``, a child this process restarts if it dies."""
     import dataclasses
     import os
+    import sys
 
     from gunicorn.app.base import BaseApplication
+
+    from shared.supervisor import Child, Supervisor
 
     check_ports_free(stack_ports(settings.port))
     broker_url = f"http://127.0.0.1:{settings.port + BROKER_PORT_OFFSET}"
     urls = function_urls(settings.port)
     facts = prepare(settings, broker_url=broker_url, upload_url=urls["dm-upload"], kew_url=urls["dm-kew"],
-                    pbc_url=urls["dm-pbc"])
+                    pbc_url=urls["dm-pbc"], monitor_url=urls["dm-monitor"])
     os.environ["K_SINK"] = broker_url  # the api function reads it, as from a SinkBinding
     settings = dataclasses.replace(settings, broker_url=broker_url)
     print("Local stack:")
     print(json.dumps(facts, indent=2), flush=True)
-    stop = threading.Event()
 
     class Server(BaseApplication):
         def load_config(self):
@@ -220,16 +255,22 @@ def run(settings: Settings) -> int:
             self.cfg.set("graceful_timeout", 5)
             self.cfg.set("control_socket_disable", True)  # one shared path would clash between stacks
             self.cfg.set("accesslog", "-")
-            self.cfg.set("post_worker_init", lambda worker: start_housekeeping(settings, stop))
 
         def load(self):
             return create_wsgi_app(settings)
 
-    children = Children(settings, broker_url)
+    # Its own process group: a terminal's Ctrl-C reaches this process, which stops the functions itself;
+    # and should it die, its whole group (the functions and their workers) is killed before the restart.
+    functions = Supervisor([Child("dm functions", [sys.executable, "-m", "shared.cli", "functions"],
+                                  tuple(stack_ports(settings.port)[1:]))],
+                           env=os.environ, cwd=str(ROOT), own_groups=True, exit_codes=False)
+    functions.start()
     try:
-        children.wait_listening()
+        functions.wait_listening(timeout=40)
+        functions.watch_in_background()
         Server().run()
+    except KeyboardInterrupt:  # Ctrl-C while starting, before gunicorn handles the signals
+        pass
     finally:
-        stop.set()
-        children.stop()
+        functions.stop(timeout=8)
     return 0

@@ -28,7 +28,7 @@ STOP_TIMEOUT_S = 10.0
 _running: list["Stack"] = []  # stacks started and not yet stopped, for failure reports
 
 
-STACK_PORTS = 5  # api, upload, broker, kew, pbc: DM_PORT and the four after it
+STACK_PORTS = 6  # api, upload, broker, kew, pbc, monitor: DM_PORT and the five after it
 
 
 def free_port(count: int = STACK_PORTS) -> int:
@@ -112,8 +112,8 @@ class Stack:
         return self.process.returncode
 
 
-def start(data_dir: Path, log_dir: Path, port: int | None = None) -> Stack:
-    """Start a stack and wait until it answers ``GET /version``."""
+def start(data_dir: Path, log_dir: Path, port: int | None = None, **more_env: str) -> Stack:
+    """Start a stack and wait until it answers ``GET /version``; ``more_env`` adds or replaces variables."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -123,6 +123,7 @@ def start(data_dir: Path, log_dir: Path, port: int | None = None) -> Stack:
     runtime_dir.mkdir(exist_ok=True)
     env = stack_env(DM_PORT=str(port), DM_DATA_DIR=str(data_dir), XDG_RUNTIME_DIR=str(runtime_dir),
                     DM_OUTBOX_GRACE_S="1", DM_HOUSEKEEPING_EVERY_S="1")
+    env.update(more_env)
     with open(log_dir / "stdout.txt", "wb") as out, open(log_dir / "stderr.txt", "wb") as err:
         process = subprocess.Popen([sys.executable, "-m", "shared.cli", "run"], cwd=ROOT, env=env,
                                    stdout=out, stderr=err, stdin=subprocess.DEVNULL)
@@ -163,8 +164,8 @@ def start_stack(tmp_path):
     """``start_stack(data_dir)`` starts another stack; any still running are stopped at the end."""
     started: list[Stack] = []
 
-    def make(data_dir: Path, port: int | None = None) -> Stack:
-        running = start(data_dir, tmp_path / f"logs-{len(started)}", port)
+    def make(data_dir: Path, port: int | None = None, **more_env: str) -> Stack:
+        running = start(data_dir, tmp_path / f"logs-{len(started)}", port, **more_env)
         started.append(running)
         return running
 

@@ -40,7 +40,7 @@ def printed_facts(stdout: str) -> dict:
 def test_local_stack_json_has_the_documented_shape(stack):
     facts = json.loads((stack.data_dir / "local-stack.json").read_text())
     assert set(facts) == {"api_url", "keycloak_url", "keycloak_realm", "keycloak_client_id", "users",
-                          "broker_url", "upload_url", "kew_url", "pbc_url"}
+                          "broker_url", "upload_url", "kew_url", "pbc_url", "monitor_url", "as_api_url"}
     assert facts["api_url"] == f"http://127.0.0.1:{stack.port}/data-manager-api"
     assert facts["keycloak_url"] == f"http://127.0.0.1:{stack.port}/auth"
     assert facts["keycloak_realm"] == "squonk2"

@@ -31,14 +31,29 @@ _running: list["Stack"] = []  # stacks started and not yet stopped, for failure 
 STACK_PORTS = 6  # api, upload, broker, kew, pbc, monitor: DM_PORT and the five after it
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel hands out to outgoing connections (and to ``bind(0)``)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(count: int = STACK_PORTS) -> int:
-    """A base port such that it and the ``count - 1`` after it are free: a stack listens on all of them."""
+    """A base port such that it and the ``count - 1`` after it are free: a stack listens on all of them.
+
+    Picked below the ephemeral range: a port in it may be taken at any moment as the local end of
+    some process's outgoing connection (or its TIME_WAIT), between this check and the stack's bind
+    or between a stack's stop and its restart on the same port, and busy test runs make thousands.
+    """
+    import random
+
+    low, high = _ephemeral_ports()
+    first, last = (10000, low - count) if low - count > 10000 else (high + 1, 65536 - count)
+    pick = random.Random()
     for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            base = sock.getsockname()[1]
-        if base + count > 65536:
-            continue
+        base = pick.randrange(first, last)
         held = []
         try:
             for port in range(base, base + count):

@@ -85,6 +85,15 @@ def wait_for(condition, timeout: float, what: str, stack):
         time.sleep(0.1)
 
 
+def settled(stack) -> dict[str, psutil.Process]:
+    """The stack's processes once all are there and every function and the Broker answers (an
+    earlier test may have left one restarting)."""
+    names = {*FUNCTIONS, "broker", "dm functions"}
+    wait_for(lambda: set(processes(stack)) == names and all(answers(stack, n) for n in names - {"dm functions"}),
+             2 * RESTART_WITHIN_S, "every process running and answering", stack)
+    return processes(stack)
+
+
 @pytest.fixture(scope="module")
 def quiet_stack(tmp_path_factory):
     """A stack whose timer ticks once an hour, so every tick its monitor sees is one a test sent."""
@@ -124,9 +133,7 @@ def test_a_tick_through_the_broker_runs_its_job(quiet_stack):
 
 @pytest.mark.parametrize("name", [*FUNCTIONS, "broker"])
 def test_a_killed_function_process_is_restarted_on_its_port(quiet_stack, name):
-    before = processes(quiet_stack)
-    assert set(before) == {*FUNCTIONS, "broker", "dm functions"}, before
-    assert answers(quiet_stack, name)
+    before = settled(quiet_stack)
     killed = before[name].pid
     before[name].send_signal(signal.SIGKILL)
 
@@ -141,6 +148,7 @@ def test_a_killed_function_process_is_restarted_on_its_port(quiet_stack, name):
 
 def test_ticks_reach_the_monitor_after_the_restarts(quiet_stack):
     """The restarted Broker routes a tick to the restarted monitor."""
+    settled(quiet_stack)
     previous = finished_jobs(quiet_stack).get("remove-stale-uploads")
     send_tick(quiet_stack, "remove-stale-uploads")
     wait_for(lambda: finished_jobs(quiet_stack).get("remove-stale-uploads", previous) != previous, 10,
@@ -148,7 +156,7 @@ def test_ticks_reach_the_monitor_after_the_restarts(quiet_stack):
 
 
 def test_a_killed_supervisor_is_restarted_with_all_its_functions(quiet_stack):
-    before = processes(quiet_stack)
+    before = settled(quiet_stack)
     before["dm functions"].send_signal(signal.SIGKILL)
 
     def all_new():
@@ -163,22 +171,24 @@ def test_a_killed_supervisor_is_restarted_with_all_its_functions(quiet_stack):
     assert quiet_stack.process.poll() is None
 
 
-def test_a_function_that_keeps_dying_does_not_stop_ctrl_c(quiet_stack):
+def test_a_function_that_keeps_dying_does_not_stop_ctrl_c(start_stack, tmp_path):
     """Kill kew as soon as it is back, three times over: each restart waits longer (0.5, 1, 2 s), and
     Ctrl-C during the last pause still stops everything, with exit code 0."""
+    stack = start_stack(tmp_path / "data", DM_HOUSEKEEPING_EVERY_S="3600")
+    settled(stack)
     killed = None
     for _ in range(3):
-        proc = wait_for(lambda: (p := processes(quiet_stack).get("dm-kew")) is not None and p.pid != killed and p,
-                        RESTART_WITHIN_S, "dm-kew back", quiet_stack)
+        proc = wait_for(lambda: (p := processes(stack).get("dm-kew")) is not None and p.pid != killed and p,
+                        RESTART_WITHIN_S, "dm-kew back", stack)
         killed = proc.pid
         proc.send_signal(signal.SIGKILL)
-        wait_for(lambda: gone(proc), 5, "dm-kew gone", quiet_stack)
-    wait_for(lambda: "dm-kew" in quiet_stack.stderr.rpartition("restarting it in 2.0 s")[0].rpartition("\n")[2],
-             5, "dm-kew's third restart waits 2 s", quiet_stack)
-    everything = [psutil.Process(quiet_stack.process.pid), *processes(quiet_stack).values()]
-    code = quiet_stack.stop()
-    assert code == 0, f"the stack exited with code {code} after SIGINT\n{quiet_stack.output()}"
-    wait_for(lambda: all(gone(p) for p in everything), 10, "every process of the stack gone", quiet_stack)
+        wait_for(lambda: gone(proc), 5, "dm-kew gone", stack)
+    wait_for(lambda: "dm-kew" in stack.stderr.rpartition("restarting it in 2.0 s")[0].rpartition("\n")[2],
+             5, "dm-kew's third restart waits 2 s", stack)
+    everything = [psutil.Process(stack.process.pid), *processes(stack).values()]
+    code = stack.stop()
+    assert code == 0, f"the stack exited with code {code} after SIGINT\n{stack.output()}"
+    wait_for(lambda: all(gone(p) for p in everything), 10, "every process of the stack gone", stack)
 
 
 def test_nothing_is_left_running_when_dm_run_itself_is_killed(start_stack, tmp_path):

@@ -240,12 +240,12 @@ def stack_env(**extra: str) -> dict[str, str]:
 
 class Stack:
     """``python -m shared.cli run`` in a subprocess: api on ``port``, upload function on port+1,
-    Broker on port+2, state in ``data_dir``. A context manager; `stop` sends SIGINT (Ctrl-C)
+    Broker on port+2, kew +3, pbc +4, monitor +5, state in ``data_dir``. A context manager; `stop` sends SIGINT (Ctrl-C)
     and returns the exit code.
     """
 
     def __init__(self, data_dir: Path, **extra_env: str):
-        self.port = free_port_block(5)  # api, upload, broker, kew, pbc
+        self.port = free_port_block(6)  # api, upload, broker, kew, pbc, monitor
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -253,7 +253,7 @@ class Stack:
         self.exit_code: int | None = None
         self._log = tempfile.TemporaryFile()
         env = stack_env(DM_PORT=str(self.port), DM_DATA_DIR=str(self.data_dir), DM_OUTBOX_GRACE_S="1",
-                        DM_HOUSEKEEPING_EVERY_S="1", **extra_env)
+                        **extra_env)  # the monitor's jobs at their own intervals, as users run them
         self.started = time.perf_counter()
         self.proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "run"], cwd=ROOT, env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -294,7 +294,8 @@ class Stack:
 
     def processes(self) -> dict[str, "psutil.Process"]:  # noqa: F821
         """The stack's process tree by role: api master and worker (gunicorn), each event function's
-        master and worker (functions-framework's gunicorn), broker."""
+        master and worker (functions-framework's gunicorn), broker; the event functions and the
+        Broker run under the ``dm functions`` supervisor, a child of the api master."""
         import psutil
 
         master = psutil.Process(self.proc.pid)
@@ -306,7 +307,14 @@ class Stack:
                 name, n = f"{label} {n}", n + 1
             out[name] = proc
 
+        children = []
         for child in master.children():
+            if child.cmdline()[1:4] == ["-m", "shared.cli", "functions"]:
+                put("supervisor", child)
+                children += child.children()
+            else:
+                children.append(child)
+        for child in children:
             cmd = " ".join(child.cmdline())
             if "functions_framework" in cmd:
                 role = cmd.split("--target", 1)[1].split()[0] if "--target" in cmd else "function"

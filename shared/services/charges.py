@@ -205,21 +205,30 @@ def _storage_message(reason: str, name: str, size: int, *, product: str = "", un
     return message
 
 
-def _record_usage(s: "Session", reason: str, object_id: str, size: int) -> None:
+RESEND_AFTER = dt.timedelta(minutes=55)  # an unchanged size is sent again about hourly, for each day's peak
+
+
+def _record_usage(s: "Session", reason: str, object_id: str, size: int) -> bool:
+    """Record what was measured; True when it is to be sent (changed, or not sent for a while)."""
     from shared.db.models import StorageUsage
 
     now = utcnow()
     usage = s.get(StorageUsage, (reason, object_id))
     if usage is None:
         s.add(StorageUsage(reason=reason, object_id=object_id, bytes=size, measured=now, sent_bytes=size, sent=now))
-    else:
-        usage.bytes, usage.measured, usage.sent_bytes, usage.sent = size, now, size, now
+        return True
+    usage.bytes, usage.measured = size, now
+    if usage.sent_bytes == size and usage.sent is not None and now - usage.sent < RESEND_AFTER:
+        return False
+    usage.sent_bytes, usage.sent = size, now
+    return True
 
 
 def send_storage_charges(engine: "Engine", storage: Any, broker_url: str) -> int:
     """Measure every live project's folder (a streaming walk: memory does not grow with the
-    files) and every dataset's stored versions, and send each as an absolute storage charge;
-    the Account Server keeps the daily peak. Returns how many charges were queued."""
+    files) and every dataset's stored versions, and send each as an absolute storage charge
+    when it changed or was last sent about an hour ago (the Account Server keeps the daily
+    peak); frequent runs send little. Returns how many charges were queued."""
     from shared.db.models import Dataset, DatasetVersion
 
     with transaction(engine, readonly=True) as s:
@@ -229,7 +238,8 @@ def send_storage_charges(engine: "Engine", storage: Any, broker_url: str) -> int
     for project in projects:
         size = storage.usage(f"projects/{project.id}")  # measured outside any transaction
         with transaction(engine) as s:
-            _record_usage(s, "PROJECT", project.id, size)
+            if not _record_usage(s, "PROJECT", project.id, size):
+                continue
             ids = [outbox.add(s, StorageCharge(_storage_message("PROJECT", project.name, size,
                                                                 product=project.product_id,
                                                                 user=project.creator))).id]
@@ -244,7 +254,8 @@ def send_storage_charges(engine: "Engine", storage: Any, broker_url: str) -> int
                          .group_by(Dataset.id, Dataset.name, Dataset.unit_id, Dataset.owner)).all()
         ids = []
         for dataset_id, name, unit_id, owner, size, auth_code in rows:
-            _record_usage(s, "DATASET", dataset_id, int(size))
+            if not _record_usage(s, "DATASET", dataset_id, int(size)):
+                continue
             ids.append(outbox.add(s, StorageCharge(_storage_message("DATASET", name, int(size), unit=unit_id,
                                                                     auth_code=auth_code or 0, user=owner))).id)
     outbox.deliver(engine, broker_url, ids)

@@ -324,3 +324,17 @@ def test_charges_reach_the_ledger_and_a_product_at_its_limit_takes_no_more_files
     listing = alice.get(f"/file?project_id={project_id}&path=/")
     names = [f["file_name"] for f in listing.get_json()["files"]]
     assert "a.txt" in names and "b.txt" not in names
+
+
+def test_an_unchanged_size_is_not_sent_again_within_the_hour(api, alice):
+    from shared.services import charges
+
+    project_id = alice.create_project("Steady")
+    assert alice.put(f"/project/{project_id}/file", data={"file": (io_bytes(b"abc"), "a.txt")},
+                     content_type="multipart/form-data").status_code == 201
+    assert run(api, "storage-charges") >= 1
+    assert run(api, "storage-charges") == 0  # nothing changed
+    assert alice.put(f"/project/{project_id}/file", data={"file": (io_bytes(b"defg"), "b.txt")},
+                     content_type="multipart/form-data").status_code == 201
+    assert run(api, "storage-charges") == 1  # the project grew
+    assert charges.RESEND_AFTER.total_seconds() < 3600  # each hour's peak is still sent

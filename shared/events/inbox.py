@@ -8,12 +8,21 @@ lock (SQLite) until the first transaction ends.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from shared.errors import PermanentFailure
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+# What a service that finishes an event's work in its own transactions is given: record the
+# event as handled in this session (``Received.claim``), or nothing at all (``no_claim``).
+Claim = Callable[["Session"], Any]
+
+
+def no_claim(s: "Session") -> None:
+    """For work done outside a delivery (tests, benchmarks, reconciliation): nothing to record."""
+    return None
 
 
 def claim(s: "Session", consumer: str, event_id: str, payload_sha256: str) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
 
@@ -22,6 +22,7 @@ from shared.db.base import utcnow
 from shared.db.models import DatasetVersion, ProjectFile, Task
 from shared.db.session import transaction
 from shared.errors import PermanentFailure
+from shared.events.inbox import Claim, no_claim
 from shared.services import managed_files, projects, tasks
 
 if TYPE_CHECKING:
@@ -32,20 +33,13 @@ if TYPE_CHECKING:
     from shared.storage.base import Storage
 
 log = logging.getLogger("dm.dataset_store")
-Claim = Callable[["Session"], Any]
-
-
-def _no_claim(s: "Session") -> None:
-    return None
-
-
-def store_upload(engine: "Engine", storage: "Storage", event: "DatasetUpload", claim: Claim = _no_claim) -> None:
+def store_upload(engine: "Engine", storage: "Storage", event: "DatasetUpload", claim: Claim = no_claim) -> None:
     """An uploaded file, staged by the api: store it, then remove the staged copy."""
     _store_version(engine, storage, event, event.staged_key, claim, discard_source=True,
                    checked=_checked_facts(event.checked))
 
 
-def store_import(engine: "Engine", storage: "Storage", event: "DatasetImport", claim: Claim = _no_claim) -> None:
+def store_import(engine: "Engine", storage: "Storage", event: "DatasetImport", claim: Claim = no_claim) -> None:
     """A project file becoming a dataset version: copy it, leave the file in its project."""
     _store_version(engine, storage, event, event.source_key, claim, discard_source=False, checked=None)
 
@@ -126,7 +120,7 @@ def _checked_facts(checked: Any) -> dict | None:
             "records": records if type(records) is int else None}
 
 
-def remove_version(engine: "Engine", storage: "Storage", event: "DatasetDelete", claim: Claim = _no_claim) -> None:
+def remove_version(engine: "Engine", storage: "Storage", event: "DatasetDelete", claim: Claim = no_claim) -> None:
     """Remove a deleted version's content and its managed files, then finish its removal task."""
     task_id, dataset_id, number = event.task_id, event.dataset_id, event.version
     with transaction(engine, readonly=True) as s:
@@ -153,7 +147,7 @@ def remove_version(engine: "Engine", storage: "Storage", event: "DatasetDelete",
         claim(s)
 
 
-def attach_file(engine: "Engine", storage: "Storage", event: "FileAttach", claim: Claim = _no_claim) -> None:
+def attach_file(engine: "Engine", storage: "Storage", event: "FileAttach", claim: Claim = no_claim) -> None:
     """Copy a dataset version into a project (gzip-compressed when asked) as a managed file."""
     task_id, file_id, source = event.task_id, event.file_id, event.source_key
     with transaction(engine) as s:

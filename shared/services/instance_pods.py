@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +21,7 @@ from shared.db.base import utcnow
 from shared.db.models import Instance, InstanceCharge, InstanceLog
 from shared.db.session import transaction
 from shared.errors import PermanentFailure
+from shared.events.inbox import Claim, no_claim
 from shared.events import outbox
 from shared.events.contracts import PodChange, PodMessageEvent
 from shared.jobs.log_lines import CostLine, CostTracker, EventLine, LogCursor
@@ -37,13 +38,6 @@ log = logging.getLogger("dm.instance_pods")
 ENDED = ("Succeeded", "Failed")
 READ_ATTEMPTS = 3
 RATE_SCALE = Decimal(1000)
-Claim = Callable[["Session"], Any]
-
-
-def _no_claim(s: "Session") -> None:
-    return None
-
-
 def pod_facts(change: PodChange) -> dict[str, Any] | None:
     """What kew needs from the Pod; None for a pod that is not an instance's."""
     labels, pod = change.labels, change.pod
@@ -71,7 +65,7 @@ def pod_facts(change: PodChange) -> dict[str, Any] | None:
     return facts
 
 
-def observe(engine: "Engine", launcher: "Launcher", change: PodChange, *, claim: Claim = _no_claim,
+def observe(engine: "Engine", launcher: "Launcher", change: PodChange, *, claim: Claim = no_claim,
             broker_url: str = "", remove_finished: bool = False) -> None:
     """Handle one state of one pod.
 

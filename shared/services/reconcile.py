@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from shared.db.base import iso, utcnow
-from shared.db.models import Instance
+from shared.db.models import Instance, InstanceLog
 from shared.db.models.job import TERMINAL_PHASES
 from shared.db.session import transaction
 from shared.events.contracts import PodChange
@@ -40,7 +40,9 @@ def reconcile_instances(engine: "Engine", launcher: "Launcher", broker_url: str,
     """Bring every unfinished instance in line with its pod; returns how many were changed."""
     now = now or utcnow()
     with transaction(engine, readonly=True) as s:
-        rows = s.execute(select(Instance.id, Instance.task_id, Instance.phase, Instance.launched)
+        rows = s.execute(select(Instance.id, Instance.task_id, Instance.phase, Instance.launched,
+                                InstanceLog.last_phase)
+                         .join(InstanceLog, InstanceLog.instance_id == Instance.id, isouter=True)
                          .where(Instance.phase.not_in(TERMINAL_PHASES),
                                 Instance.launched <= now - dt.timedelta(seconds=grace_s))).all()
     changed = 0
@@ -52,7 +54,11 @@ def reconcile_instances(engine: "Engine", launcher: "Launcher", broker_url: str,
             continue
         if pod is not None:
             action = "delete" if (pod.get("metadata") or {}).get("deletionTimestamp") else "update"
-            instance_pods.observe(engine, launcher, PodChange(action, pod), broker_url=broker_url)
+            change = PodChange(action, pod)
+            facts = instance_pods.pod_facts(change)
+            if action == "update" and facts is not None and facts["phase"] == row.last_phase:
+                continue  # kew has seen this state: its log is kew's to read, not read again here
+            instance_pods.observe(engine, launcher, change, broker_url=broker_url)
             changed += _phase_of(engine, row.id) != row.phase
             continue
         if row.phase == "PENDING" and now - row.launched < dt.timedelta(seconds=pending_deadline_s):

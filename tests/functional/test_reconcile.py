@@ -74,3 +74,21 @@ def test_a_pending_instance_without_a_pod_waits_for_its_deadline(api, alice, clu
     assert reconcile(api, launcher, minutes=11) == 1
     task = alice.get(f"/task/{task_id}").get_json()
     assert task["done"] and "never started" in task["states"][-1]["message"]
+
+
+def test_a_pod_in_the_state_kew_has_seen_is_left_to_kew(api, cluster, instance, monkeypatch):  # noqa: F811
+    from shared.events.contracts import PodChange
+    from shared.services import instance_pods
+
+    standin, launcher = cluster
+    instance_id, task_id = instance
+    launch(launcher, instance_id, task_id)
+    standin.set_phase(instance_id, "Running")
+    instance_pods.observe(api.services.engine, launcher, PodChange("update", standin.pod(instance_id)))  # kew
+    reads = []
+    monkeypatch.setattr(launcher, "read_log", lambda *a: reads.append(a) or b"")
+    assert reconcile(api, launcher) == 0
+    assert reads == []  # nothing new: no log read
+    standin.set_phase(instance_id, "Succeeded", exit_code=0)
+    reconcile(api, launcher)
+    assert reads and [m.phase for _, m in pod_messages(api)] == ["Running", "Succeeded"]

@@ -5,8 +5,8 @@ SQLite database (the local stack's), as kew leaves them. The monitor's processin
 (``charges.send_processing_charges``) then queues one ``MerchantProcessingChargeMessage`` per
 charge through the outbox, the last of each instance flagged ``eoc``, and delivers each as a
 binary-mode CloudEvent over HTTP (one keep-alive connection) to the ledger's receiver
-(``/account-server-api/event``, served by werkzeug with HTTP/1.1 in a process of its own, as
-the api process serves it), which stores it once per (auth_code, sqn). The Broker hop is left out: it is measured by the event benchmarks.
+(``/account-server-api/event``, served in a process of its own by the api process's HTTP
+server), which stores it once per (auth_code, sqn). The Broker hop is left out: it is measured by the event benchmarks.
 
 Timed: the whole job, from the stored rows to the last charge stored by the ledger. Checked:
 the ledger holds 5,000 charges, 100 of them final, and a second run sends nothing.
@@ -115,21 +115,17 @@ def wait_listening(port: int, process: subprocess.Popen, timeout: float = 30) ->
 
 
 def serve(data_dir: str, port: int) -> None:
-    """The ledger's Account Server API alone, as the api process mounts it (HTTP/1.1 keep-alive)."""
-    import logging
-
+    """The ledger's Account Server API alone, in the api process's HTTP server (keep-alive)."""
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
-    from werkzeug.serving import WSGIRequestHandler, make_server
     from werkzeug.wrappers import Response
 
     from shared.account_server.rest import create_account_server_app
     from shared.config import Settings
+    from shared.stack import api_server
 
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    WSGIRequestHandler.protocol_version = "HTTP/1.1"
-    app = DispatcherMiddleware(Response("", 404),
-                               {"/account-server-api": create_account_server_app(Settings(data_dir=Path(data_dir)))})
-    make_server("127.0.0.1", port, app, threaded=True).serve_forever()
+    ledger = create_account_server_app(Settings(data_dir=Path(data_dir)))
+    api_server(port, lambda: DispatcherMiddleware(Response("", 404), {"/account-server-api": ledger}),
+               access_log=False).run()
 
 
 if __name__ == "__main__":

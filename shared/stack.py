@@ -224,14 +224,34 @@ def serve_functions(settings: Settings) -> int:
     return 0
 
 
+def api_server(port: int, load, access_log: bool = True):
+    """The api process's HTTP server: gunicorn, one worker of 16 threads, keep-alive connections."""
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"127.0.0.1:{port}")
+            self.cfg.set("workers", 1)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", 16)
+            self.cfg.set("timeout", 0)  # large uploads may take long
+            self.cfg.set("graceful_timeout", 5)
+            self.cfg.set("control_socket_disable", True)  # one shared path would clash between stacks
+            if access_log:
+                self.cfg.set("accesslog", "-")
+
+        def load(self):
+            return load()
+
+    return Server()
+
+
 def run(settings: Settings) -> int:
     """``dm run``: the api (and the OpenID provider) in gunicorn in this process, whose master restarts
     its worker; the rest in ``dm functions``, a child this process restarts if it dies."""
     import dataclasses
     import os
     import sys
-
-    from gunicorn.app.base import BaseApplication
 
     from shared.supervisor import Child, Supervisor
 
@@ -245,20 +265,6 @@ def run(settings: Settings) -> int:
     print("Local stack:")
     print(json.dumps(facts, indent=2), flush=True)
 
-    class Server(BaseApplication):
-        def load_config(self):
-            self.cfg.set("bind", f"127.0.0.1:{settings.port}")
-            self.cfg.set("workers", 1)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", 16)
-            self.cfg.set("timeout", 0)  # large uploads may take long
-            self.cfg.set("graceful_timeout", 5)
-            self.cfg.set("control_socket_disable", True)  # one shared path would clash between stacks
-            self.cfg.set("accesslog", "-")
-
-        def load(self):
-            return create_wsgi_app(settings)
-
     # Its own process group: a terminal's Ctrl-C reaches this process, which stops the functions itself;
     # and should it die, its whole group (the functions and their workers) is killed before the restart.
     functions = Supervisor([Child("dm functions", [sys.executable, "-m", "shared.cli", "functions"],
@@ -268,7 +274,7 @@ def run(settings: Settings) -> int:
     try:
         functions.wait_listening(timeout=40)
         functions.watch_in_background()
-        Server().run()
+        api_server(settings.port, lambda: create_wsgi_app(settings)).run()
     except KeyboardInterrupt:  # Ctrl-C while starting, before gunicorn handles the signals
         pass
     finally:

@@ -64,14 +64,6 @@ def _id(value: str, name: str) -> str | None:
     return value or None
 
 
-def _insert(s: "Session", table):
-    if s.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
-
-
 def digest(message: Any) -> str:
     """What makes two processing charges the same: every field but the timestamp."""
     copy = type(message)()
@@ -86,6 +78,7 @@ def record_processing(s: "Session", message: Any, now: dt.datetime | None = None
 
     from shared.db.base import utcnow
     from shared.db.models import LedgerProcessingCharge
+    from shared.db.session import insert_new
 
     if decimal(message.coins) is None:
         raise PermanentFailure(f"The charge's coins {message.coins[:40]!r} are not a decimal number")
@@ -98,8 +91,7 @@ def record_processing(s: "Session", message: Any, now: dt.datetime | None = None
                   merchant_id=message.merchant_id, timestamp=message.timestamp, received=now or utcnow(),
                   additional_data=message.additional_data or None, digest=digest(message))
     table = LedgerProcessingCharge.__table__
-    added = s.execute(_insert(s, table).values(**values).on_conflict_do_nothing()).rowcount
-    if added:
+    if insert_new(s, table, values):
         return True
     earlier = s.scalar(select(table.c.digest).where(table.c.auth_code == message.auth_code,
                                                     table.c.sqn == message.sqn))
@@ -125,6 +117,7 @@ def record_storage(s: "Session", message: Any, now: dt.datetime | None = None) -
 
     from shared.db.base import utcnow
     from shared.db.models import LedgerStorageCharge
+    from shared.db.session import insert_new
 
     size, delta = parse_bytes(message.bytes)
     payer = _id(message.product, "product") or _id(message.unit, "unit") or _id(message.organisation,
@@ -146,8 +139,7 @@ def record_storage(s: "Session", message: Any, now: dt.datetime | None = None) -
         before = s.scalar(select(table.c.current_bytes).where(*where[:3], table.c.day < key["day"])
                           .order_by(table.c.day.desc()).limit(1)) if delta else None
         current = max(0, (before or 0) + size) if delta else size
-        if s.execute(_insert(s, table).values(**key, current_bytes=current, peak_bytes=current, **row)
-                     .on_conflict_do_nothing()).rowcount:
+        if insert_new(s, table, dict(**key, current_bytes=current, peak_bytes=current, **row)):
             return
         today = s.execute(select(table.c.current_bytes, table.c.peak_bytes).where(*where).with_for_update()).one()
     current = max(0, today.current_bytes + size) if delta else size

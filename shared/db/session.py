@@ -38,6 +38,9 @@ def make_engine(url: str) -> "Engine":
             readonly = conn.get_execution_options().get("dm_readonly", False)
             conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
+        # This process's writers queue here, woken as soon as the writer before them commits,
+        # rather than in SQLite's busy handler, which polls with sleeps of up to 100 ms.
+        engine.dm_write_lock = threading.RLock()
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
@@ -69,5 +72,29 @@ def transaction(engine: "Engine", *, readonly: bool = False) -> Iterator["Sessio
     from sqlalchemy.orm import Session
 
     bind = engine.execution_options(dm_readonly=True) if readonly else engine
-    with Session(bind, expire_on_commit=False) as session, session.begin():
-        yield session
+    lock = None if readonly else getattr(engine, "dm_write_lock", None)
+    # bounded as SQLite's own wait: past it, BEGIN IMMEDIATE waits its 30 s and fails as before
+    queued = lock is not None and lock.acquire(timeout=30)
+    try:
+        with Session(bind, expire_on_commit=False) as session, session.begin():
+            yield session
+    finally:
+        if queued:
+            lock.release()
+
+
+_insert_new: dict[tuple[str, str], object] = {}
+
+
+def insert_new(s: "Session", table, values: dict) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING of one row; True when it was new. The statement is built once
+    per table and dialect, and the values go as bound parameters (no per-row compilation)."""
+    dialect = s.get_bind().dialect.name
+    statement = _insert_new.get((dialect, table.name))
+    if statement is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        statement = _insert_new[(dialect, table.name)] = insert(table).on_conflict_do_nothing()
+    return bool(s.execute(statement, values).rowcount)

@@ -34,15 +34,11 @@ def claim(s: "Session", consumer: str, event_id: str, payload_sha256: str) -> bo
 
     from shared.db.base import utcnow
     from shared.db.models import InboxEvent
+    from shared.db.session import insert_new
 
     table = InboxEvent.__table__
-    if s.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    added = s.execute(insert(table).values(consumer=consumer, event_id=event_id, payload_sha256=payload_sha256,
-                                           handled_at=utcnow()).on_conflict_do_nothing()).rowcount
-    if added:
+    if insert_new(s, table, dict(consumer=consumer, event_id=event_id, payload_sha256=payload_sha256,
+                                 handled_at=utcnow())):
         return True
     # handled before (or a concurrent delivery of it won): only then is a look needed
     earlier = s.scalar(select(table.c.payload_sha256).where(table.c.consumer == consumer,

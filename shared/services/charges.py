@@ -15,7 +15,7 @@ import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, tuple_, update
 
 from shared.db.base import iso, utcnow
 from shared.db.models import Instance, InstanceCharge, Project
@@ -32,6 +32,7 @@ MERCHANT_KIND = "DATA_MANAGER"
 MERCHANT_NAME = "data-manager"
 COST_SCALE_FACTOR = 1000  # job exchange rates are stored ×1000 (as-api.md §3.3)
 BATCH = 500
+CONNECTIONS = 4  # to the broker at once; one authorisation code's charges keep their order on one
 CHARGES, INSTANCES = InstanceCharge.__table__, Instance.__table__
 
 
@@ -69,7 +70,6 @@ def queue_processing_charges(s: "Session", limit: int = BATCH) -> tuple[list[str
     instances); returns the outbox event ids and how many charges were settled. Instances without an authorisation code (no
     Account Server grant) are settled without messages."""
     now = utcnow()
-    ids: list[str] = []
     pending = list(s.execute(
         select(InstanceCharge, Instance, Project.product_id)
         .join(Instance, Instance.id == InstanceCharge.instance_id)
@@ -78,22 +78,29 @@ def queue_processing_charges(s: "Session", limit: int = BATCH) -> tuple[list[str
         .order_by(InstanceCharge.instance_id, InstanceCharge.sqn).limit(limit)
         # a second monitor skips what the first is sending (PostgreSQL; SQLite has one writer)
         .with_for_update(skip_locked=True, of=InstanceCharge)).all())
-    last_sqn = dict(s.execute(select(InstanceCharge.instance_id, func.max(InstanceCharge.sqn))
-                              .where(InstanceCharge.instance_id.in_({i.id for _, i, _ in pending}))
-                              .group_by(InstanceCharge.instance_id)).all()) if pending else {}
-    for charge, instance, product_id in pending:
-        ended = instance.phase in TERMINAL_PHASES
-        eoc = ended and charge.sqn == last_sqn.get(instance.id)
-        # Core, not ORM, statements: no scan of the loaded rows per UPDATE
-        sent = s.execute(update(CHARGES).where(CHARGES.c.instance_id == charge.instance_id, CHARGES.c.sqn == charge.sqn,
-                                               CHARGES.c.sent.is_(None)).values(sent=now)).rowcount
-        if not sent or not instance.authorisation_code:
-            continue
-        ids.append(outbox.add(s, ProcessingCharge(_message(
-            instance, product_id or "", sqn=charge.sqn, coins=charge.coins, cost=charge.cost, eoc=eoc,
-            timestamp=charge.timestamp or None))).id)
-        if eoc:
-            s.execute(update(INSTANCES).where(INSTANCES.c.id == instance.id).values(charges_closed=True))
+    messages, closed = [], []
+    if pending:
+        last_sqn = dict(s.execute(select(InstanceCharge.instance_id, func.max(InstanceCharge.sqn))
+                                  .where(InstanceCharge.instance_id.in_({i.id for _, i, _ in pending}))
+                                  .group_by(InstanceCharge.instance_id)).all())
+        # Core, not ORM, statements, one for the whole batch: only the rows this run settled are sent
+        key = tuple_(CHARGES.c.instance_id, CHARGES.c.sqn)
+        keys = [(charge.instance_id, charge.sqn) for charge, _, _ in pending]
+        settled = {tuple(row) for row in s.execute(
+            update(CHARGES).where(key.in_(keys), CHARGES.c.sent.is_(None)).values(sent=now)
+            .returning(CHARGES.c.instance_id, CHARGES.c.sqn))}
+        for charge, instance, product_id in pending:
+            if (charge.instance_id, charge.sqn) not in settled or not instance.authorisation_code:
+                continue
+            eoc = instance.phase in TERMINAL_PHASES and charge.sqn == last_sqn.get(instance.id)
+            messages.append(ProcessingCharge(_message(
+                instance, product_id or "", sqn=charge.sqn, coins=charge.coins, cost=charge.cost, eoc=eoc,
+                timestamp=charge.timestamp or None)))
+            if eoc:
+                closed.append(instance.id)
+    if closed:
+        s.execute(update(INSTANCES).where(INSTANCES.c.id.in_(closed)).values(charges_closed=True))
+    ids = outbox.add_all(s, messages)
     ids += _close_ended(s, limit)
     return ids, len(pending)
 
@@ -180,7 +187,7 @@ def send_processing_charges(engine: "Engine", broker_url: str) -> int:
     while True:
         with transaction(engine) as s:
             ids, settled = queue_processing_charges(s)
-        outbox.deliver(engine, broker_url, ids)
+        outbox.deliver(engine, broker_url, ids, connections=CONNECTIONS)
         total += len(ids)
         if settled < BATCH:
             return total

@@ -4,7 +4,7 @@
 SQLite database (the local stack's), as kew leaves them. The monitor's processing-charges job
 (``charges.send_processing_charges``) then queues one ``MerchantProcessingChargeMessage`` per
 charge through the outbox, the last of each instance flagged ``eoc``, and delivers each as a
-binary-mode CloudEvent over HTTP (one keep-alive connection) to the ledger's receiver
+binary-mode CloudEvent over HTTP (four keep-alive connections, as the monitor sends) to the ledger's receiver
 (``/account-server-api/event``, served in a process of its own by the api process's HTTP
 server), which stores it once per (auth_code, sqn). The Broker hop is left out: it is measured by the event benchmarks.
 

@@ -30,10 +30,14 @@ SEND_TIMEOUT_S = 5
 BATCH = 100
 
 
+def _row(event: "Contract", created: dt.datetime) -> dict:
+    return dict(id=str(uuid.uuid4()), type=event.type, source=event.SOURCE, subject=event.subject,
+                datacontenttype=event.CONTENT_TYPE, data=event.to_bytes(), created=created, attempts=0)
+
+
 def add(s: "Session", event: "Contract") -> OutboxEvent:
     """Queue one event (a contract from ``shared.events.contracts``) in the caller's transaction."""
-    row = OutboxEvent(id=str(uuid.uuid4()), type=event.type, source=event.SOURCE, subject=event.subject,
-                      datacontenttype=event.CONTENT_TYPE, data=event.to_bytes(), created=utcnow(), attempts=0)
+    row = OutboxEvent(**_row(event, utcnow()))
     s.add(row)
     return row
 
@@ -42,11 +46,8 @@ def add_all(s: "Session", events: Iterable["Contract"]) -> list[str]:
     """Queue many events in the caller's transaction with one statement; returns their ids."""
     from sqlalchemy import insert
 
-    now = utcnow()
-    rows = [dict(id=str(uuid.uuid4()), type=event.type, source=event.SOURCE, subject=event.subject,
-                 datacontenttype=event.CONTENT_TYPE, data=event.to_bytes(),
-                 created=now + dt.timedelta(microseconds=n), attempts=0)  # distinct times keep their order
-            for n, event in enumerate(events)]
+    now = utcnow()  # a microsecond apart, so the times keep the order they were queued in
+    rows = [_row(event, now + dt.timedelta(microseconds=n)) for n, event in enumerate(events)]
     if rows:
         s.execute(insert(OutboxEvent.__table__), rows)
     return [row["id"] for row in rows]

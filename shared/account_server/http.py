@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING
 
@@ -79,6 +80,10 @@ class HttpAccountServer:
         body = self._get(f"/product/{product_id}", principal.token).get("product") or {}
         if (body.get("coins") or {}).get("at_limit"):
             raise Forbidden(f"Product {product_id} has reached its coin limit: it pays for nothing more")
+
+    def namespace(self) -> str:
+        # the configured name (the AS's Kubernetes namespace), else where it is reached: never "" (that means none)
+        return self.settings.account_server_namespace or urllib.parse.urlsplit(self.base).netloc
 
     def registration(self) -> dict:
         return {"merchant_id": 1, "name": "Data Manager", "registered": ""}

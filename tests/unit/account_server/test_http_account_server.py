@@ -123,3 +123,11 @@ def test_an_unreachable_account_server_is_a_503(standin):
     with pytest.raises(AccountServerUnavailable) as caught:
         HttpAccountServer(Settings(account_server_url=standin.url)).authorise_processing(ALICE, PRODUCT)
     assert caught.value.status == 503
+
+
+def test_namespace_names_the_configured_account_server(standin):
+    configured = HttpAccountServer(Settings(account_server_url=standin.url, account_server_namespace="as-prod"))
+    reached = HttpAccountServer(Settings(account_server_url=standin.url))
+    assert configured.namespace() == "as-prod"
+    assert reached.namespace() == standin.url.split("/")[2]  # host:port, never "" (which means no AS)
+    assert standin.seen == []  # answered without a call

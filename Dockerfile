@@ -7,4 +7,6 @@ COPY functions functions
 RUN pip install --no-cache-dir . && useradd --uid 10001 dm
 USER 10001
 ENV PORT=8080 FUNCTION_SIGNATURE_TYPE=http
-CMD ["sh", "-c", "exec functions-framework --target \"$FUNCTION_TARGET\" --source /app/main.py --port \"$PORT\""]
+# functions-framework's app for FUNCTION_TARGET on PORT, served by shared/http_server.py (THREADS threads):
+# slow or idle clients hold a socket, never a thread, and are cut off at deadlines (DM_HTTP_*).
+CMD ["python", "-m", "shared.stack"]

@@ -112,6 +112,10 @@ class Settings:
     kubernetes_namespace: str = "data-manager"  # where instance pods are made
     project_claim: str = "project"  # the PersistentVolumeClaim holding every project (kubernetes)
     api_log_days: int = 90  # API-log entries older than this many days are pruned by the monitor
+    http_idle_timeout_s: int = 30  # a connection that sends nothing this long is closed
+    http_header_timeout_s: int = 10  # a request's line and headers must arrive within this
+    http_body_timeout_s: int = 30  # its body within this, plus a second per 64 KiB of it (shared.http_server)
+    http_connection_limit: int = 1000  # open connections per server process; more wait to be accepted
 
     @property
     def base_url(self) -> str:
@@ -169,6 +173,10 @@ _VARIABLES: list[tuple[str, str, Callable[[str], Any]]] = [
     ("kubernetes_namespace", "DM_KUBERNETES_NAMESPACE", str),
     ("project_claim", "DM_PROJECT_CLAIM", str),
     ("api_log_days", "DM_API_LOG_DAYS", _int("DM_API_LOG_DAYS", 1)),
+    ("http_idle_timeout_s", "DM_HTTP_IDLE_TIMEOUT_S", _int("DM_HTTP_IDLE_TIMEOUT_S", 1)),
+    ("http_header_timeout_s", "DM_HTTP_HEADER_TIMEOUT_S", _int("DM_HTTP_HEADER_TIMEOUT_S", 1)),
+    ("http_body_timeout_s", "DM_HTTP_BODY_TIMEOUT_S", _int("DM_HTTP_BODY_TIMEOUT_S", 1)),
+    ("http_connection_limit", "DM_HTTP_CONNECTION_LIMIT", _int("DM_HTTP_CONNECTION_LIMIT", 1)),
 ]
 
 VARIABLES = [var for _, var, _ in _VARIABLES]

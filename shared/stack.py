@@ -1,10 +1,12 @@
 """The local stack: every part on its own port with embedded defaults (``make run``).
 
-On DM_PORT, ``/data-manager-api`` is the api function as functions-framework serves it and
-``/auth`` the development OpenID provider; state lives under ``DM_DATA_DIR``. The ports after
-it: upload (+1), the Broker (+2), kew (+3), pbc (+4) and the monitor (+5), each its own process,
-kept running by ``dm functions`` (`serve_functions`, `shared.supervisor`), which also sends the
-monitor's schedule ticks to the Broker as the cluster's PingSources do.
+On DM_PORT, ``/data-manager-api`` is the api function as functions-framework builds it,
+``/auth`` the development OpenID provider and ``/account-server-api`` the built-in ledger, in
+one process served by `api_server` (``shared.http_server``); state lives under ``DM_DATA_DIR``.
+The ports after it: upload (+1), the Broker (+2), kew (+3), pbc (+4) and the monitor (+5), each
+its own process, kept running by ``dm functions`` (`serve_functions`, `shared.supervisor`), which
+also sends the monitor's schedule ticks to the Broker as the cluster's PingSources do. ``dm run``
+keeps the api process and ``dm functions`` running.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ def prepare(settings: Settings, **more_facts) -> dict:
 
 
 def create_wsgi_app(settings: Settings):
-    """The api function (through functions-framework) with the OpenID provider under /auth."""
+    """The api function (through functions-framework) with the OpenID provider under /auth and the
+    ledger under /account-server-api; their HTML error pages answered as JSON."""
     import functions_framework
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
@@ -60,12 +63,34 @@ def create_wsgi_app(settings: Settings):
     from shared.auth.keys import key_path, load_or_create_signing_key
     from shared.auth.provider import create_provider_app
     from shared.auth.users import load_users
+    from shared.http_server import json_errors
 
     api_app = functions_framework.create_app(target="api", source=str(ROOT / "main.py"), signature_type="http")
     key = load_or_create_signing_key(key_path(settings))
     provider = create_provider_app(settings, load_users(settings), key)
-    return DispatcherMiddleware(api_app, {"/auth": provider,
-                                          "/account-server-api": create_account_server_app(settings)})
+    ledger = create_account_server_app(settings)
+
+    def allowed(environ) -> list[str]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/account-server-api/"):
+            return _allowed(ledger.url_map, path[len("/account-server-api"):])
+        return api_allowed_methods(environ)
+
+    return json_errors(DispatcherMiddleware(api_app, {"/auth": provider, "/account-server-api": ledger}), allowed)
+
+
+def api_allowed_methods(environ) -> list[str]:
+    """The methods the api has for a path (the ``Allow`` of its 405s)."""
+    path = environ.get("PATH_INFO", "")
+    if not path.startswith(API_PREFIX + "/"):
+        return []
+    from functions.api.app import get_api
+
+    return _allowed(get_api().url_map, path)
+
+
+def _allowed(url_map, path: str) -> list[str]:
+    return sorted(url_map.bind("localhost").allowed_methods(path))
 
 
 def serve_broker(port: int, services: dict[str, str], data_dir: Path) -> int:
@@ -177,15 +202,14 @@ def start_ticks(broker_url: str, intervals: dict[str, float], stop: threading.Ev
 
 
 def function_children(settings: Settings) -> list:
-    """The event functions (functions-framework, as their Knative Services run them) and the Broker."""
+    """The event functions (each in the server their Knative Services run, see the Dockerfile) and the Broker."""
     import sys
 
     from shared.supervisor import Child
 
     port = settings.port
-    children = [Child(name, [sys.executable, "-m", "functions_framework", "--target", target, "--source",
-                             str(ROOT / "main.py"), "--host", "127.0.0.1", "--port", str(port + offset)],
-                      (port + offset,))
+    children = [Child(name, [sys.executable, "-m", "shared.stack", "--target", target,
+                             "--host", "127.0.0.1", "--port", str(port + offset)], (port + offset,))
                 for name, (target, offset) in EVENT_FUNCTIONS.items()]
     services = [f"--service={name}={url}" for name, url in broker_services(port).items()]
     children.append(Child("broker", [sys.executable, "-m", "shared.cli", "broker", "--port",
@@ -224,36 +248,105 @@ def serve_functions(settings: Settings) -> int:
     return 0
 
 
-def api_server(port: int, load, access_log: bool = True):
-    """The api process's HTTP server: gunicorn, one worker of 16 threads, keep-alive connections."""
-    from gunicorn.app.base import BaseApplication
+def http_limits(settings: Settings, threads: int = 16):
+    """The HTTP server's limits from the settings: a body may hold the largest upload."""
+    from functions.api.multipart import MULTIPART_SLACK
+    from shared.http_server import Limits
 
-    class Server(BaseApplication):
-        def load_config(self):
-            self.cfg.set("bind", f"127.0.0.1:{port}")
-            self.cfg.set("workers", 1)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", 16)
-            self.cfg.set("timeout", 0)  # large uploads may take long
-            self.cfg.set("graceful_timeout", 5)
-            self.cfg.set("control_socket_disable", True)  # one shared path would clash between stacks
-            if access_log:
-                self.cfg.set("accesslog", "-")
+    return Limits(threads=threads, connection_limit=settings.http_connection_limit,
+                  idle_timeout_s=settings.http_idle_timeout_s, header_timeout_s=settings.http_header_timeout_s,
+                  body_timeout_s=settings.http_body_timeout_s,
+                  max_body_bytes=settings.max_upload_bytes + MULTIPART_SLACK)
 
-        def load(self):
-            return load()
 
-    return Server()
+# Every operation that takes a body needs a token (tests/unit/test_architecture.py checks it), so a
+# body sent without one is refused from the headers, before a byte of it is read.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def refuse_without_token(method: str, path: str, headers: dict) -> tuple[int, str] | None:
+    """The api's early refusal (`shared.http_server.create_server`): a body for the API without a bearer token."""
+    if method not in _BODY_METHODS or not path.startswith(API_PREFIX + "/"):
+        return None
+    scheme, _, token = headers.get("AUTHORIZATION", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return None
+    return 401, "Missing Authorization header: send 'Authorization: Bearer <token>'"
+
+
+def api_server(port: int, load, access_log: bool = True, *, host: str = "127.0.0.1", limits=None,
+               refuse_early=None):
+    """The HTTP server of the api process (and of each function): `shared.http_server`, 16 threads
+    by default, keep-alive connections, deadlines and limits from `http_limits`. ``load()`` gives the
+    WSGI app; ``run()`` serves until SIGTERM (see `serve_until_stopped`) or Ctrl-C."""
+    from shared.config import get_settings
+    from shared.http_server import create_server
+
+    return create_server(load(), host, port, limits or http_limits(get_settings()), access=access_log,
+                         refuse_early=refuse_early)
+
+
+def serve_until_stopped(server, parent: int | None = None) -> int:
+    """Run ``server`` until SIGTERM, Ctrl-C, or (given ``parent``) until that process has gone."""
+    import os
+    import signal
+    import time
+
+    def stop(*_):
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    if parent is not None:
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.2)
+            log.error("The process that started this one (pid %s) has gone: stopping", parent)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="dm-parent-watch", daemon=True).start()
+    server.run()  # returns once SystemExit or KeyboardInterrupt stopped its loop
+    return 0
+
+
+def serve_api(settings: Settings) -> int:
+    """The local stack's api process (``dm run`` starts it): the api, /auth and the ledger on DM_PORT."""
+    import os
+
+    parent = os.getppid()
+    server = api_server(settings.port, lambda: create_wsgi_app(settings), limits=http_limits(settings),
+                        refuse_early=refuse_without_token)
+    log.info("api on port %s (pid %s)", settings.port, os.getpid())
+    return serve_until_stopped(server, parent)
+
+
+def serve_function(settings: Settings, target: str, host: str, port: int) -> int:
+    """One function as its Knative Service runs it (the image's command): FUNCTION_TARGET on PORT; in
+    the local stack, each event function on its port (``--host 127.0.0.1``)."""
+    import os
+
+    import functions_framework
+
+    from shared.http_server import json_errors
+
+    signature = os.environ.get("FUNCTION_SIGNATURE_TYPE", "http")
+    app = functions_framework.create_app(target=target, source=str(ROOT / "main.py"), signature_type=signature)
+    app = json_errors(app, api_allowed_methods if target == "api" else None)
+    threads = int(os.environ.get("THREADS", "16"))
+    server = api_server(port, lambda: app, access_log=False, host=host, limits=http_limits(settings, threads),
+                        refuse_early=refuse_without_token if target == "api" else None)
+    log.info("%s on %s:%s (pid %s)", target, host, port, os.getpid())
+    parent = os.getppid()  # in the local stack `dm functions`; a container's first process has none to watch
+    return serve_until_stopped(server, parent if parent > 1 else None)
 
 
 def run(settings: Settings) -> int:
-    """``dm run``: the api (and the OpenID provider) in gunicorn in this process, whose master restarts
-    its worker; the rest in ``dm functions``, a child this process restarts if it dies."""
-    import dataclasses
+    """``dm run``: the api (and the OpenID provider and ledger) in one child process, the rest in ``dm
+    functions``, another; each restarted when it dies, both stopped on Ctrl-C or SIGTERM."""
     import os
+    import signal
     import sys
 
-    from shared.supervisor import Child, Supervisor
+    from shared.supervisor import POLL_S, Child, Supervisor
 
     check_ports_free(stack_ports(settings.port))
     broker_url = f"http://127.0.0.1:{settings.port + BROKER_PORT_OFFSET}"
@@ -261,22 +354,55 @@ def run(settings: Settings) -> int:
     facts = prepare(settings, broker_url=broker_url, upload_url=urls["dm-upload"], kew_url=urls["dm-kew"],
                     pbc_url=urls["dm-pbc"], monitor_url=urls["dm-monitor"])
     os.environ["K_SINK"] = broker_url  # the api function reads it, as from a SinkBinding
-    settings = dataclasses.replace(settings, broker_url=broker_url)
     print("Local stack:")
     print(json.dumps(facts, indent=2), flush=True)
 
-    # Its own process group: a terminal's Ctrl-C reaches this process, which stops the functions itself;
-    # and should it die, its whole group (the functions and their workers) is killed before the restart.
-    functions = Supervisor([Child("dm functions", [sys.executable, "-m", "shared.cli", "functions"],
-                                  tuple(stack_ports(settings.port)[1:]))],
-                           env=os.environ, cwd=str(ROOT), own_groups=True, exit_codes=False)
-    functions.start()
+    # Each child leads its own process group: a terminal's Ctrl-C reaches this process, which stops
+    # them itself; and should one die, its whole group (the functions) is killed before the restart.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    children = Supervisor([Child("dm functions", [sys.executable, "-m", "shared.cli", "functions"],
+                                 tuple(stack_ports(settings.port)[1:])),
+                           Child("api", [sys.executable, "-m", "shared.stack", "--local-stack"],
+                                 (settings.port,))],
+                          env=os.environ, cwd=str(ROOT), own_groups=True)
+    children.start()
     try:
-        functions.wait_listening(timeout=40)
-        functions.watch_in_background()
-        api_server(settings.port, lambda: create_wsgi_app(settings)).run()
-    except KeyboardInterrupt:  # Ctrl-C while starting, before gunicorn handles the signals
+        children.wait_listening(timeout=40, cancelled=stop.is_set)
+        while not stop.wait(POLL_S):
+            children.check()
+    except KeyboardInterrupt:
         pass
     finally:
-        functions.stop(timeout=8)
+        children.stop(timeout=8)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m shared.stack``: one function as its container runs it (FUNCTION_TARGET on PORT, every
+    interface), or with ``--local-stack`` the local stack's api process, which ``dm run`` starts."""
+    import argparse
+    import os
+    import sys
+
+    from shared.config import ConfigError
+
+    parser = argparse.ArgumentParser(prog="python -m shared.stack")
+    parser.add_argument("--local-stack", action="store_true", help="the api, /auth and the ledger on DM_PORT")
+    parser.add_argument("--target", default=os.environ.get("FUNCTION_TARGET", "api"))
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.local_stack:
+        return serve_api(settings)
+    return serve_function(settings, args.target, args.host, args.port)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,6 +1,6 @@
-"""The stack's processes: the monitor on DM_PORT+5 and its schedule ticks through the Broker; a
-function process (or the Broker, or the supervisor of them all) killed with SIGKILL is started
-again on its port within seconds, and the stack still stops cleanly on Ctrl-C."""
+"""The stack's processes: the monitor on DM_PORT+5 and its schedule ticks through the Broker; the
+api process, a function process, the Broker or the supervisor of them all, killed with SIGKILL, is
+started again on its port within seconds, and the stack still stops cleanly on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ def send_tick(stack, job: str) -> None:
 
 
 def processes(stack) -> dict[str, psutil.Process]:
-    """The stack's supervised processes by name: "dm functions", each function's gunicorn master
-    (its worker, a copy of it, is left out) and "broker"."""
+    """The stack's supervised processes by name: "api" (the api, /auth and the ledger), "dm functions",
+    each function (``python -m shared.stack --target <t>``, one process each) and "broker"."""
     found: dict[str, psutil.Process] = {}
     for proc in psutil.Process(stack.process.pid).children(recursive=True):
         try:
@@ -51,7 +51,9 @@ def processes(stack) -> dict[str, psutil.Process]:
             found["dm functions"] = proc
         elif command[1:4] == ["-m", "shared.cli", "broker"]:
             found["broker"] = proc
-        elif "functions_framework" in command and parent_command[1:4] == ["-m", "shared.cli", "functions"]:
+        elif command[1:4] == ["-m", "shared.stack", "--local-stack"]:
+            found["api"] = proc
+        elif command[1:3] == ["-m", "shared.stack"] and parent_command[1:4] == ["-m", "shared.cli", "functions"]:
             target = command[command.index("--target") + 1]
             found.update((name, proc) for name, (t, _) in FUNCTIONS.items() if t == target)
     return found
@@ -60,6 +62,8 @@ def processes(stack) -> dict[str, psutil.Process]:
 def answers(stack, name: str) -> bool:
     """Whether the function (or the Broker) answers on its port."""
     try:
+        if name == "api":
+            return requests.get(f"{stack.api_url}/version", timeout=2).ok
         if name == "broker":
             return requests.get(f"http://127.0.0.1:{stack.port + BROKER_OFFSET}/healthz", timeout=2).ok
         return requests.get(f"http://127.0.0.1:{stack.port + FUNCTIONS[name][1]}/", timeout=2).status_code == 405
@@ -88,7 +92,7 @@ def wait_for(condition, timeout: float, what: str, stack):
 def settled(stack) -> dict[str, psutil.Process]:
     """The stack's processes once all are there and every function and the Broker answers (an
     earlier test may have left one restarting)."""
-    names = {*FUNCTIONS, "broker", "dm functions"}
+    names = {*FUNCTIONS, "broker", "dm functions", "api"}
     wait_for(lambda: set(processes(stack)) == names and all(answers(stack, n) for n in names - {"dm functions"}),
              2 * RESTART_WITHIN_S, "every process running and answering", stack)
     return processes(stack)
@@ -131,8 +135,8 @@ def test_a_tick_through_the_broker_runs_its_job(quiet_stack):
 # --- supervision -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [*FUNCTIONS, "broker"])
-def test_a_killed_function_process_is_restarted_on_its_port(quiet_stack, name):
+@pytest.mark.parametrize("name", ["api", *FUNCTIONS, "broker"])
+def test_a_killed_process_is_restarted_on_its_port(quiet_stack, name):
     before = settled(quiet_stack)
     killed = before[name].pid
     before[name].send_signal(signal.SIGKILL)
@@ -144,6 +148,8 @@ def test_a_killed_function_process_is_restarted_on_its_port(quiet_stack, name):
     assert f"{name} (pid {killed}, port " in log and "exit code -9 (SIGKILL)" in log, log[-4000:]
     assert quiet_stack.process.poll() is None  # `dm run` goes on
     assert processes(quiet_stack)["dm functions"].pid == before["dm functions"].pid
+    if name != "api":
+        assert processes(quiet_stack)["api"].pid == before["api"].pid
 
 
 def test_ticks_reach_the_monitor_after_the_restarts(quiet_stack):
@@ -159,9 +165,11 @@ def test_a_killed_supervisor_is_restarted_with_all_its_functions(quiet_stack):
     before = settled(quiet_stack)
     before["dm functions"].send_signal(signal.SIGKILL)
 
+    restarted = set(before) - {"api"}  # the api is not under `dm functions`
+
     def all_new():
         now = processes(quiet_stack)
-        return set(now) == set(before) and all(now[n].pid != before[n].pid for n in before)
+        return set(now) == set(before) and all(now[n].pid != before[n].pid for n in restarted)
 
     wait_for(all_new, RESTART_WITHIN_S, "dm functions and every function started again", quiet_stack)
     for name in [*FUNCTIONS, "broker"]:
@@ -169,6 +177,7 @@ def test_a_killed_supervisor_is_restarted_with_all_its_functions(quiet_stack):
         assert gone(before[name])  # killed with its supervisor, not left holding its port
     assert f"dm functions (pid {before['dm functions'].pid}, ports " in quiet_stack.stderr
     assert quiet_stack.process.poll() is None
+    assert processes(quiet_stack)["api"].pid == before["api"].pid
 
 
 def test_a_function_that_keeps_dying_does_not_stop_ctrl_c(start_stack, tmp_path):
@@ -192,13 +201,14 @@ def test_a_function_that_keeps_dying_does_not_stop_ctrl_c(start_stack, tmp_path)
 
 
 def test_nothing_is_left_running_when_dm_run_itself_is_killed(start_stack, tmp_path):
-    """SIGKILL gives `dm run` no time to stop anything: the api's worker and `dm functions` notice
+    """SIGKILL gives `dm run` no time to stop anything: the api process and `dm functions` notice
     their parent has gone and stop, `dm functions` stopping the functions and the Broker."""
     from shared.stack import check_ports_free, stack_ports
 
     stack = start_stack(tmp_path / "data", DM_HOUSEKEEPING_EVERY_S="3600")
+    assert set(settled(stack)) == {"api", "dm functions", *FUNCTIONS, "broker"}
     everything = psutil.Process(stack.process.pid).children(recursive=True)
-    assert len(everything) >= 10  # the api's worker, dm functions, and each function's master and worker, the Broker
+    assert len(everything) == 7  # the api, dm functions, each function and the Broker: nothing else
     stack.process.kill()
     stack.process.wait(5)
     wait_for(lambda: all(gone(p) for p in everything), 15, "every process of the stack gone", stack)

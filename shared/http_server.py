@@ -1,0 +1,355 @@
+"""The HTTP server of the api (and of every function in a cluster): waitress, held to deadlines.
+
+waitress reads each request's headers and its whole body in one asynchronous loop (a body
+larger than `SPOOL_IN_MEMORY` goes to a temporary file) and hands only complete requests to its
+worker threads, so a client that sends slowly, or nothing at all, holds a socket, never a thread.
+On top of waitress:
+
+- deadlines (`Limits`): a connection that sends nothing for ``idle_timeout_s`` is closed; the
+  request line and headers must arrive within ``header_timeout_s`` of the request's first byte;
+  the body within ``body_timeout_s`` of the end of the headers plus one second for every
+  `MIN_BODY_RATE` bytes of it that arrived (a slow upload that keeps going is not cut off, a
+  trickle is). A late request is answered 408 and the connection closed;
+- a declared body above ``max_body_bytes`` is refused (413) as soon as the headers are read, and
+  ``Expect: 100-continue`` then gets the 413 instead of ``100 Continue``; a request line longer
+  than ``max_request_line`` gets 414, headers above ``max_header_bytes`` 431;
+- every error the server answers itself is ``{"error": "..."}`` (application/json), and
+  `json_errors` does the same for the HTML error pages of Flask and werkzeug behind it;
+- after an error answer the connection is shut for writing and what the client still sends is
+  read and dropped for `DRAIN_S`, so the answer is not lost to a reset while it is sending.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
+from waitress.server import TcpWSGIServer
+from waitress.task import ErrorTask, WSGITask
+from waitress.utilities import BadRequest, RequestEntityTooLarge, RequestHeaderFieldsTooLarge
+
+log = logging.getLogger("dm.http")
+access_log = logging.getLogger("dm.access")
+
+MIN_BODY_RATE = 64 * 1024  # bytes per second that earn a body one more second
+SPOOL_IN_MEMORY = 64 * 1024  # a larger body is spooled to a temporary file: 1000 connections, 64 MiB at most
+RECV_BYTES = 1024 * 1024  # large reads keep a big upload's spooling cheap
+DRAIN_S = 2.0
+CHECK_EVERY_S = 0.25  # how often the deadlines are looked at (the loop wakes at least every second)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one server holds: threads and connections, deadlines in seconds, sizes in bytes."""
+
+    threads: int = 16
+    connection_limit: int = 1000
+    idle_timeout_s: int = 30
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    max_request_line: int = 8 * 1024
+    max_header_bytes: int = 32 * 1024  # the request line included
+    max_body_bytes: int = 1024**3
+
+
+class UriTooLong(BadRequest):
+    code = 414
+    reason = "URI Too Long"
+
+
+class RefusedEarly(BadRequest):
+    """A request the app would refuse from its headers alone (``refuse_early``): answered before its body."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code, self.reason = code, HTTPStatus(code).phrase
+
+
+class Parser(HTTPRequestParser):
+    """waitress's parser, timed, with a 414, and without ``100 Continue`` for a refused request."""
+
+    started = 0.0  # monotonic time of the request's first byte
+    headers_at = None  # ... and of the end of its headers
+
+    def __init__(self, adj):
+        super().__init__(adj)
+        self.started = time.monotonic()
+
+    def received(self, data):
+        if self.completed:
+            return 0
+        if self.error is None and self.body_rcv is None and not self.headers_finished:
+            head = self.header_plus + data
+            end = head.find(b"\n")
+            limit = getattr(self.adj, "max_request_line", Limits.max_request_line)
+            if len(head if end < 0 else head[:end]) > limit:
+                self.parse_header(b"GET / HTTP/1.0\r\n")
+                self.error = UriTooLong(f"The request line is longer than the limit of {limit} bytes")
+                self.completed = self.headers_finished = True
+        if self.error is None:
+            consumed = super().received(data)
+            if self.headers_finished and self.headers_at is None:
+                self.headers_at = time.monotonic()
+                self._refuse_early()
+        if self.error is None:
+            return consumed
+        # refused: the rest of what came is never parsed as a next request, and no 100 goes out
+        self.expect_continue = False
+        if isinstance(self.error, RequestEntityTooLarge):
+            self.error.body = (f"The request body is larger than the limit of "
+                               f"{self.adj.max_request_body_size - 1} bytes")
+        elif isinstance(self.error, RequestHeaderFieldsTooLarge):
+            self.error.body = (f"The request headers are larger than the limit of "
+                               f"{self.adj.max_request_header_size} bytes")
+        return len(data)
+
+
+    def _refuse_early(self) -> None:
+        """Ask the server's ``refuse_early`` about a request that declares a body, before any of it is read."""
+        refuse_early = getattr(self.adj, "refuse_early", None)
+        if refuse_early is None or self.error is not None or not (self.content_length or self.chunked):
+            return
+        refused = refuse_early(self.command, self.path, self.headers)
+        if refused is not None:
+            self.error = RefusedEarly(*refused)
+            self.completed = True
+
+
+def error_body(message: str) -> bytes:
+    return json.dumps({"error": message}).encode()
+
+
+class JsonErrorTask(ErrorTask):
+    """waitress's own error answers (400, 413, 414, 431, 500, 501) as JSON."""
+
+    def execute(self):
+        error = self.request.error
+        plain = error.code in (413, 414, 431) or isinstance(error, RefusedEarly)
+        body = error_body(str(error.body) if plain else f"{error.reason}: {error.body}")
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+        self.channel.linger = True
+        access_log.info('%s "%s %s" %s %d (refused by the server)', self.channel.addr[0] if self.channel.addr else "-",
+                        getattr(self.request, "command", "-"), _printable(getattr(self.request, "request_uri", "-")),
+                        error.code, len(body))
+
+
+def _printable(text: str, limit: int = 2000) -> str:
+    return text[:limit].encode("unicode_escape").decode("ascii")  # no control characters in the log
+
+
+class LoggedTask(WSGITask):
+    """A request served by the app, with a line in the access log."""
+
+    def service(self):
+        started = time.perf_counter()
+        try:
+            super().service()
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info('%s "%s %s" %s %d %.3fs', self.channel.addr[0] if self.channel.addr else "-",
+                                self.request.command, _printable(self.request.request_uri),
+                                self.status.split(" ", 1)[0], self.content_bytes_written, time.perf_counter() - started)
+
+
+class Channel(HTTPChannel):
+    """One connection: JSON errors, the parser above, and a lingering close after an error."""
+
+    error_task_class = JsonErrorTask
+    parser_class = Parser
+    linger = False  # an error was answered: drain what the client still sends before closing
+    draining_until = None
+
+    def refuse(self, status: HTTPStatus, message: str) -> None:
+        """Answer a request still arriving (no task runs for it), then close: from the main loop only."""
+        body = error_body(message)
+        head = (f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+        with self.outbuf_lock:
+            self.outbufs[-1].append(head + body)
+            self.total_outbufs_len += len(head) + len(body)
+        self.close_when_flushed = True
+        self.linger = True
+
+    def readable(self):
+        return True if self.draining_until is not None else super().readable()
+
+    def writable(self):
+        return self.will_close if self.draining_until is not None else super().writable()
+
+    def handle_read(self):
+        if self.draining_until is None:
+            return super().handle_read()
+        if wasyncore.dispatcher.recv(self, 65536) and time.monotonic() > self.draining_until:
+            self.handle_close()
+
+    def handle_close(self):
+        if self.linger and self.draining_until is None and self.connected and self.socket is not None:
+            try:
+                self.socket.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            else:
+                self.draining_until = time.monotonic() + DRAIN_S
+                self.will_close = self.close_when_flushed = False
+                return
+        if self.request is not None:
+            self.request.close()  # a spooled body's temporary file goes now
+            self.request = None
+        super().handle_close()
+
+
+class Server(TcpWSGIServer):
+    """waitress's TCP server with `Channel` and the header, body and drain deadlines."""
+
+    channel_class = Channel
+    limits = Limits()
+    _next_check = 0.0
+
+    def readable(self):
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + CHECK_EVERY_S
+            self.enforce_deadlines(now)
+        return super().readable()
+
+    def enforce_deadlines(self, now: float) -> None:
+        limits = self.limits
+        for channel in list(self.active_channels.values()):
+            if channel.draining_until is not None:
+                if now > channel.draining_until:
+                    channel.will_close = True
+                continue
+            request = channel.request
+            if request is None or request.completed or channel.requests or channel.close_when_flushed:
+                continue  # nothing arriving, or a request being served
+            if request.headers_at is None:
+                if now - request.started > limits.header_timeout_s:
+                    channel.refuse(HTTPStatus.REQUEST_TIMEOUT, "The request headers did not arrive within "
+                                   f"{limits.header_timeout_s:g} s")
+            elif now - request.headers_at > limits.body_timeout_s + request.body_bytes_received / MIN_BODY_RATE:
+                channel.refuse(HTTPStatus.REQUEST_TIMEOUT, "The request body did not arrive in time: "
+                               f"{limits.body_timeout_s:g} s and one more second for every {MIN_BODY_RATE} bytes")
+
+
+def create_server(app, host: str, port: int, limits: Limits = Limits(), access: bool = True,
+                  refuse_early=None) -> Server:
+    """A bound `Server` for a WSGI app; ``run()`` serves until SystemExit or KeyboardInterrupt.
+
+    ``refuse_early(method, path, headers)`` (headers as waitress holds them: ``AUTHORIZATION``…)
+    may answer ``(status, message)`` for a request declaring a body, which is then refused
+    before its body is read; it runs in the server's loop, so it must be quick and never block."""
+    from waitress.adjustments import Adjustments
+
+    raise_open_files_limit(2 * limits.connection_limit + 256)  # a socket and a spooled body each
+    adj = Adjustments(
+        host=host, port=port, threads=limits.threads, connection_limit=limits.connection_limit,
+        channel_timeout=limits.idle_timeout_s, cleanup_interval=1,
+        max_request_header_size=limits.max_header_bytes,
+        max_request_body_size=limits.max_body_bytes + 1,  # waitress refuses a length equal to it
+        inbuf_overflow=SPOOL_IN_MEMORY, recv_bytes=RECV_BYTES, ident="dm", expose_tracebacks=False,
+        clear_untrusted_proxy_headers=False)
+    adj.max_request_line = limits.max_request_line
+    adj.refuse_early = refuse_early
+    server = Server(app, adj=adj)
+    server.limits = limits
+    if access:
+        server.channel_class = type("LoggedChannel", (Channel,), {"task_class": LoggedTask})
+    return server
+
+
+def raise_open_files_limit(wanted: int) -> None:
+    """Raise the soft limit on open files towards ``wanted`` (never above the hard limit)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < wanted:
+            log.warning("Open files are limited to %s: fewer than the %s the connection limit needs", target, wanted)
+    except (ImportError, ValueError, OSError) as exc:
+        log.warning("The open files limit could not be raised: %s", exc)
+
+
+# --- HTML error pages of the apps behind the server, as JSON ----------------------------------
+
+
+def _message(code: int, environ) -> str:
+    if code == 404:
+        return "Not found"
+    if code == 405:
+        return f"Method {environ.get('REQUEST_METHOD', '')} is not allowed here"
+    if code >= 500:
+        return "Internal server error"
+    try:
+        return HTTPStatus(code).phrase
+    except ValueError:
+        return f"HTTP {code}"
+
+
+def json_errors(app, allowed_methods=None):
+    """Wrap a WSGI app: an error answered as an HTML page (Flask's and werkzeug's defaults) becomes
+    ``{"error": ...}``; a 405 without ``Allow`` gets one from ``allowed_methods(environ)``."""
+
+    def wrapped(environ, start_response):
+        state: dict = {}
+        where = {"PATH_INFO": environ.get("PATH_INFO", ""), "SCRIPT_NAME": environ.get("SCRIPT_NAME", "")}
+
+        def capture(status, headers, exc_info=None):
+            state["called"] = True
+            code = int(status.split(" ", 1)[0])
+            names = {name.lower(): value for name, value in headers}
+            if code == 405 and "allow" not in names and allowed_methods is not None:
+                methods = allowed_methods({**environ, **where})  # as it came: a mount rewrites it
+                if methods:
+                    headers = [*headers, ("Allow", ", ".join(methods))]
+            if code < 400 or not names.get("content-type", "").startswith("text/html"):
+                return start_response(status, headers, exc_info)
+            body = error_body(_message(code, environ))
+            kept = [(name, value) for name, value in headers if name.lower() in ("allow", "retry-after")]
+            state["body"] = body
+            start_response(status, [*kept, ("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+                           exc_info)
+            return lambda data: None
+
+        result = app(environ, capture)
+        if "body" in state:
+            _close(result)
+            return [state["body"]]
+        if state.get("called"):
+            return result  # untouched, so a file wrapper still reaches the server
+        return _replaced_when_html(result, state)
+
+    return wrapped
+
+
+def _replaced_when_html(result, state):
+    """For an app that starts its answer only once iterated."""
+    try:
+        for chunk in result:
+            if "body" in state:
+                break
+            yield chunk
+        if "body" in state:
+            yield state["body"]
+    finally:
+        _close(result)
+
+
+def _close(result) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
+

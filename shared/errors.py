@@ -1,5 +1,7 @@
 """One family of domain errors; the HTTP edge maps each to its status and a JSON `error`."""
 
+import math
+
 
 class DmError(Exception):
     """A request that cannot be done, with text a user can read."""
@@ -11,6 +13,11 @@ class DmError(Exception):
         self.message = message
         if status is not None:
             self.status = status
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers the answer carries besides the JSON `error`."""
+        return {}
 
 
 class BadRequest(DmError):
@@ -47,6 +54,20 @@ class Unsupported(DmError):
 
 class Unprocessable(DmError):
     status = 422
+
+
+class Unavailable(DmError):
+    """Something the request needs is down for now: 503, retry after `retry_after` seconds."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: float = 1):
+        super().__init__(message)
+        self.retry_after = max(1, math.ceil(retry_after))
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class PermanentFailure(Unprocessable):

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from shared.account_server.base import AccountServer
+    from shared.auth.verify import TokenVerifier
     from shared.launchers.base import Launcher
     from shared.storage.base import Storage
 
@@ -53,7 +54,10 @@ class ProcessServices:
         return launcher_for(self.settings)
 
     @functools.cached_property
-    def verifier(self):
-        from shared.auth.verify import TokenVerifier
+    def verifier(self) -> "TokenVerifier":
+        from shared.auth.verify import create_verifier
 
-        return TokenVerifier(self.settings)
+        # The local stack's provider, served in this process, hands over its keys directly:
+        # asking our own server for them can wait behind the requests that need them. Keycloak's
+        # are fetched over HTTP.
+        return create_verifier(self.settings)

@@ -70,9 +70,9 @@ class AccountServerApp:
 
     @functools.cached_property
     def verifier(self):
-        from shared.auth.verify import TokenVerifier
+        from shared.auth.verify import create_verifier
 
-        return TokenVerifier(self.settings)
+        return create_verifier(self.settings)
 
     @functools.cached_property
     def consumer(self):

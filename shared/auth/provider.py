@@ -14,6 +14,7 @@ from typing import Any, Iterable
 from flask import Flask, Response, jsonify, request
 
 from shared.auth.keys import SigningKey
+from shared.auth.local_keys import publish
 from shared.auth.users import DevUser
 from shared.config import Settings
 
@@ -57,6 +58,12 @@ def create_provider_app(
     oidc = f"{issuer}/protocol/openid-connect"
     by_name = {user.username: user for user in users}
     app = Flask(__name__)
+
+    def jwks() -> dict[str, Any]:
+        return {"keys": [key.public_jwk()]}
+
+    # A verifier in this process reads the keys directly (local_keys explains why).
+    publish(issuer, jwks)
 
     @app.url_value_preprocessor
     def only_our_realm(endpoint: str | None, values: dict[str, Any] | None) -> None:
@@ -102,7 +109,7 @@ def create_provider_app(
 
     @app.get("/realms/<realm>/protocol/openid-connect/certs")
     def certs() -> Response:
-        return jsonify({"keys": [key.public_jwk()]})
+        return jsonify(jwks())
 
     @app.route("/realms/<realm>/protocol/openid-connect/auth", methods=["GET", "POST"])
     def authorize() -> Response:

@@ -272,3 +272,40 @@ def test_other_issuer_setting_is_honoured(provider):
                              else {"keys": [provider.key.public_jwk()]})
     with pytest.raises(Unauthorized, match="issued by"):
         verifier.verify(f"Bearer {login(provider)}")
+
+
+@pytest.mark.parametrize("claim, value", [
+    ("nbf", "0"), ("nbf", "in 10 minutes"), ("exp", "in 10 minutes"), ("iat", "now"),
+    ("exp", True), ("nbf", False), ("iat", True), ("nbf", None), ("exp", [int(time.time()) + 600]),
+    ("exp", {"at": 1}), ("exp", float("inf")), ("exp", float("nan")), ("nbf", float("nan")),
+    ("nbf", float("-inf")), ("exp", 10**400), ("iat", 10**400), ("exp", 10**15), ("nbf", -1),
+])
+def test_time_claims_must_be_numbers_of_seconds(provider, claim, value):
+    claims = claims_for(provider)
+    claims[claim] = str(int(time.time()) + 600) if value == "in 10 minutes" else value  # None stays, as null
+    token = provider.key.sign(claims)
+    verifier = TokenVerifier(provider.settings)
+    verifier.verify(f"Bearer {login(provider)}")
+    with pytest.raises(Unauthorized, match=f"'{claim}' claim is not a time"):
+        verifier.verify(f"Bearer {token}")
+
+
+def test_fractional_times_are_times(provider):
+    now = time.time()
+    token = provider.key.sign(claims_for(provider, exp=now + 60.5, nbf=now - 0.5, iat=now - 0.25))
+    assert TokenVerifier(provider.settings).verify(f"Bearer {token}").username == "alice"
+
+
+@pytest.mark.parametrize("token, message", [
+    ("a" * 70_000, "longer than"),
+    ("a.b", "three base64url parts"),
+    ("a.b.c.d", "three base64url parts"),
+    ("a+b.c/d.e", "three base64url parts"),
+    ("a.b.c=", "three base64url parts"),
+    ("a.b.c,Basic", "three base64url parts"),
+    ("é.b.c", "three base64url parts"),
+])
+def test_tokens_that_are_not_compact_jws_are_refused_before_parsing(provider, token, message):
+    with pytest.raises(Unauthorized, match=message):
+        TokenVerifier(provider.settings).verify(f"Bearer {token}")
+    assert provider.count("/certs") == 0

@@ -1,0 +1,29 @@
+"""The public keys of an OpenID provider served in this process, by issuer.
+
+The local stack serves its development provider in the api's own process. The api reads the
+provider's keys here rather than over HTTP: at start-up a request to our own server can wait
+behind the very requests that need the keys. A provider elsewhere (Keycloak) publishes nothing
+here, and its keys are fetched over HTTP.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+Jwks = Callable[[], dict[str, Any]]  # returns a JWKS document: {"keys": [jwk, ...]}
+
+_published: dict[str, Jwks] = {}
+_lock = threading.Lock()
+
+
+def publish(issuer: str, jwks: Jwks) -> None:
+    """Makes the provider for issuer in this process answer jwks_for(issuer); the latest wins."""
+    with _lock:
+        _published[issuer] = jwks
+
+
+def jwks_for(issuer: str) -> Jwks | None:
+    """The JWKS of the provider for issuer if it is served in this process, else None."""
+    with _lock:
+        return _published.get(issuer)

@@ -11,12 +11,14 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound as RouteNotFound
-from werkzeug.routing import IntegerConverter, Map, RequestRedirect, Rule
+from werkzeug.routing import BaseConverter, Map, RequestRedirect, Rule
 from werkzeug.wrappers import Response
 
 from functions.api.context import RequestContext
+from functions.api.multipart import bound_forms, discard_unread
 from functions.api.router import Route
 from shared.config import API_PREFIX, Settings, get_settings
+from shared.db import integers
 from shared.errors import DmError
 
 if TYPE_CHECKING:
@@ -30,13 +32,24 @@ ROUTE_MODULES = ("service", "project", "file_and_path", "managed_file", "dataset
 LOGGED_METHODS = frozenset({"DELETE", "PATCH", "POST", "PUT"})
 
 
-class Int32Converter(IntegerConverter):
-    """``<int:...>`` path values fit the database's 32-bit keys: a larger one matches no route
-    (404, as any unlisted path), never a query the database refuses."""
+class IdConverter(BaseConverter):
+    """``<int:...>``: an id or version in ASCII digits that fits the database's 32-bit keys.
 
-    def __init__(self, map, *args, **kwargs):
-        kwargs.setdefault("max", 2**31 - 1)
-        super().__init__(map, *args, **kwargs)
+    Any other value is an unlisted path (404), whatever the method: raised here, after the rule was
+    chosen, rather than as werkzeug's ValidationError, which answers 405 when another method's rule
+    has the same pattern."""
+
+    regex = integers.DIGITS
+    weight = 50  # as werkzeug's own number converters
+
+    def to_python(self, value: str) -> int:
+        number = integers.path_id(value)
+        if number is None:
+            raise RouteNotFound()
+        return number
+
+    def to_url(self, value: int) -> str:
+        return str(int(value))
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -68,7 +81,7 @@ class Api:
         ]
         # No trailing-slash redirects: a redirected POST would lose its body (client §1).
         self.url_map = Map(rules, strict_slashes=True, redirect_defaults=False, merge_slashes=False,
-                           converters={"int": Int32Converter})
+                           converters={"int": IdConverter})
 
     def __call__(self, request: "Request") -> Response:
         if "\x00" in request.path:  # no route has one, and the databases refuse it in a value
@@ -83,6 +96,7 @@ class Api:
         except RouteNotFound:
             return error_response("Not found", 404)
         route = self.routes[index]
+        bound_forms(request)  # before any route reads request.form
         ctx = RequestContext(request, self.settings, self.services)
         started = time.perf_counter_ns()
         response = self._answer(route, ctx, args)
@@ -102,7 +116,9 @@ class Api:
                 users.record_visit(self.services.engine, ctx.principal)
             result = route.view(ctx, **args)
         except DmError as exc:
-            return error_response(exc.message, exc.status)
+            response = error_response(exc.message, exc.status)
+            response.headers.update(exc.headers)  # e.g. Retry-After on a 503
+            return response
         except HTTPException as exc:  # werkzeug's own, e.g. 416 for an unsatisfiable Range
             return error_response(exc.description or exc.name, exc.code or 500)
         except Exception as exc:
@@ -160,4 +176,7 @@ def get_api() -> Api:
 
 def handle(request: "Request") -> Response:
     """The functions-framework entry point's body."""
-    return get_api()(request)
+    try:
+        return get_api()(request)
+    finally:
+        discard_unread(request)  # before functions-framework reads the rest into memory

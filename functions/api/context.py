@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shared.config import Settings
+from shared.db import integers
 from shared.errors import BadRequest
 
 if TYPE_CHECKING:
@@ -73,14 +74,10 @@ class RequestContext:
             return False
         raise BadRequest(f"The '{name}' parameter must be true or false, not {value!r}")
 
-    def integer(self, name: str, default: int | None = None, *, minimum: int = 0) -> int | None:
+    def integer(self, name: str, default: int | None = None, *, minimum: int = 0,
+                maximum: int = integers.INT32_MAX) -> int | None:
+        """A whole number in ``minimum..maximum`` (by default one an INTEGER column holds), else 400."""
         value = self.param(name)
         if value is None or value == "":
             return default
-        try:
-            number = int(value)
-        except ValueError:
-            raise BadRequest(f"The '{name}' parameter must be an integer, not {value!r}") from None
-        if number < minimum:
-            raise BadRequest(f"The '{name}' parameter must be at least {minimum}")
-        return number
+        return integers.parameter(name, value, minimum=minimum, maximum=maximum)

@@ -3,22 +3,45 @@
 Uploads are the API's biggest requests, so the body is read into one reused buffer
 (``readinto``; straight from gunicorn's socket when it serves us) and parts are cut
 out of it with ``bytearray.find``: the bytes are copied once on their way to storage.
+Text fields are held in memory, so they are bounded (`FormLimits`): each one, how many
+parts, and all of them together. A body refused part way is read to its end through
+the same buffer, so the framework (which reads what is left after the response) finds
+nothing left to hold in memory. `bound_forms` puts the other routes' ``request.form``
+under the same kind of limits, multipart and URL-encoded alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Callable, Iterator
+from urllib.parse import parse_qsl, unquote_plus
 
+import werkzeug.urls  # noqa: F401 - registers the "werkzeug.url_quote" decoding error handler
+from werkzeug.formparser import FormDataParser
 from werkzeug.http import parse_options_header
 
 from shared.errors import BadRequest, TooLarge
 
 BUFFER_SIZE = 4 * 1024 * 1024
-MAX_FIELD_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 16 * 1024
-MULTIPART_SLACK = 64 * 1024  # room for the form fields and part headers around the file
 _DISPOSITION = re.compile(rb"^content-disposition:(.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclasses.dataclass(frozen=True)
+class FormLimits:
+    """What a form's text fields may hold in memory; more answers 413 naming the field."""
+
+    field_bytes: int  # one text field (UTF-8 bytes, as sent)
+    parts: int  # parts of any kind, files included
+    fields_bytes: int  # all text fields together, their names included
+
+
+# The upload forms (POST /dataset, PUT /project/{id}/file) carry a few short fields:
+# dataset_type, unit_id, dataset_id, as_filename, path, skip_molecule_load and
+# format_extra_variables (a formatter's options, a small JSON object).
+UPLOAD_FORM = FormLimits(field_bytes=64 * 1024, parts=32, fields_bytes=256 * 1024)
+MULTIPART_SLACK = 64 * 1024  # room for the form fields and part headers around the file
 
 
 def refuse_oversize(request, max_file_bytes: int) -> None:
@@ -31,6 +54,7 @@ def stream_form(
     request,
     on_file: Callable[[str, str, Iterator[memoryview], dict[str, str]], object],
     max_file_bytes: int,
+    limits: FormLimits = UPLOAD_FORM,
 ) -> tuple[dict[str, str], dict[str, object]]:
     """Read a multipart body; each file part is handed to ``on_file(name, filename, chunks, fields)``.
 
@@ -39,28 +63,47 @@ def stream_form(
     Returns the text fields and what ``on_file`` returned per file field. A chunk is
     only valid until the next one is asked for (the buffer is reused). A file part
     larger than ``max_file_bytes`` raises TooLarge while ``on_file`` consumes it, so the
-    consumer can discard what it wrote.
+    consumer can discard what it wrote. Text fields beyond ``limits`` raise TooLarge.
     """
     mimetype, options = parse_options_header(request.content_type or "")
-    boundary = options.get("boundary", "").encode("latin-1")
-    if mimetype != "multipart/form-data" or not boundary or len(boundary) > 200:
+    if mimetype != "multipart/form-data":
         raise BadRequest("The request body must be multipart/form-data with a boundary")
     body = body_reader(request)
     try:
-        return _Parser(body.readinto, boundary).parse(on_file, max_file_bytes)
+        parser = _Parser(body.readinto, _boundary(options), limits)
+        return parser.parse_or_discard(on_file, max_file_bytes)
     finally:
         body.close()
 
 
+def _boundary(options: dict[str, str]) -> bytes:
+    boundary = options.get("boundary", "").encode("latin-1")
+    if not boundary or len(boundary) > 200:
+        raise BadRequest("The request body must be multipart/form-data with a boundary")
+    return boundary
+
+
 class _Parser:
-    def __init__(self, readinto: Callable[[memoryview], int], boundary: bytes):
+    def __init__(self, readinto: Callable[[memoryview], int], boundary: bytes, limits: FormLimits,
+                 buffer_size: int = BUFFER_SIZE):
         self.readinto = readinto
-        self.buf = bytearray(BUFFER_SIZE)
+        self.buf = bytearray(buffer_size)  # holds a whole part header: more than MAX_HEADER_BYTES
         self.view = memoryview(self.buf)
         self.start = 0  # unread data is buf[start:end]
         self.end = 0
         self.eof = False
         self.delimiter = b"\r\n--" + boundary
+        self.limits = limits
+        self.pairs: list[tuple[str, str]] = []  # every text field, repeats too
+        self.fields_bytes = 0
+
+    def parse_or_discard(self, on_file, max_file_bytes: int):
+        """`parse`; when it raises, the rest of the body is read and dropped first."""
+        try:
+            return self.parse(on_file, max_file_bytes)
+        except BaseException:
+            _discard(lambda: not self.eof and self.readinto(self.view) > 0)
+            raise
 
     def fill(self) -> None:
         """Move unread data to the front and read more behind it."""
@@ -90,6 +133,7 @@ class _Parser:
     def parse(self, on_file, max_file_bytes: int):
         fields: dict[str, str] = {}
         files: dict[str, object] = {}
+        count = 0
         # The first delimiter has no CRLF before it when the body starts with it.
         self.fill()
         first = self.delimiter[2:]
@@ -107,8 +151,12 @@ class _Parser:
             h = self.find(b"\r\n\r\n", MAX_HEADER_BYTES)
             name, filename = _disposition(bytes(self.view[self.start:h]))
             self.start = h + 4
+            count += 1
+            if count > self.limits.parts:
+                raise TooLarge(f"The form has more than {self.limits.parts} parts (refused at {_shown(name)})")
             if filename is None:
-                fields[name] = self._field()
+                fields[name] = self._field(name)
+                self.pairs.append((name, fields[name]))
             else:
                 chunks = self._part(max_file_bytes)
                 files[name] = on_file(name, filename, chunks, fields)
@@ -141,14 +189,41 @@ class _Parser:
                 return
             self.fill()
 
-    def _field(self) -> str:
+    def _field(self, name: str) -> str:
+        limits = self.limits
+        room = limits.fields_bytes - self.fields_bytes - len(name)
+        if room < limits.field_bytes:
+            limit, too_large = room, TooLarge(
+                f"The form's text fields together are larger than {limits.fields_bytes} bytes "
+                f"(refused at {_shown(name)})")
+            if room < 0:  # its name alone is too much
+                raise too_large
+        else:
+            limit, too_large = limits.field_bytes, TooLarge(
+                f"The form field {_shown(name)} is too long: at most {limits.field_bytes} bytes")
         data = bytearray()
-        for chunk in self._part(MAX_FIELD_BYTES, BadRequest("A form field is too long")):
+        for chunk in self._part(limit, too_large):
             data += chunk
+        self.fields_bytes += len(data) + len(name)
         try:
             return data.decode("utf-8")
         except UnicodeDecodeError:
-            raise BadRequest("Form fields must be UTF-8 text") from None
+            raise BadRequest(f"Form fields must be UTF-8 text, and {_shown(name)} is not") from None
+
+
+def _discard(read_more: Callable[[], bool]) -> None:
+    """Read a refused body to its end, a buffer at a time: the framework reads what is left
+    after the response (so the client sees it), and would hold all of that in memory."""
+    try:
+        while read_more():
+            pass
+    except Exception:  # noqa: BLE001 - the client went away: nothing left to read
+        pass
+
+
+def _shown(name: str) -> str:
+    """A field name as an error message quotes it (a sender chooses its length)."""
+    return repr(name if len(name) <= 80 else name[:80] + "...")
 
 
 def _disposition(headers: bytes) -> tuple[str, str | None]:
@@ -159,6 +234,97 @@ def _disposition(headers: bytes) -> tuple[str, str | None]:
     if value.lower() != "form-data" or "name" not in options:
         raise BadRequest("Malformed multipart body: a part is not form-data with a name")
     return options["name"], options.get("filename")
+
+
+# --- form bodies read through request.form: every route but the two uploads ----------------
+
+# The largest text fields there are metadata's JSON (meta_properties and annotations, at most
+# 256 Ki characters each by shared.services.metadata.MAX_JSON_TEXT: up to 1 MiB in UTF-8) and an
+# instance's specification; no operation takes more than about a dozen fields.
+FORM = FormLimits(field_bytes=1024 * 1024, parts=64, fields_bytes=4 * 1024 * 1024)
+FORM_BUFFER = 64 * 1024
+PERCENT_ENCODING = 3  # a URL-encoded byte takes up to three on the wire ("%XX")
+
+
+def bound_forms(request) -> None:
+    """Have ``request.form`` parse with `FORM`'s limits, a buffer at a time; call before it is read.
+
+    werkzeug's own parser would keep up to 1000 multipart fields of 500 kB each and read a
+    URL-encoded body whole. The request's own limits say `FORM`'s too, for anything reading them.
+    """
+    request.form_data_parser_class = _BoundedFormParser
+    request.max_form_memory_size = FORM.field_bytes
+    request.max_form_parts = FORM.parts
+
+
+def discard_unread(request) -> None:
+    """Read what is left of the body and drop it, a buffer at a time: functions-framework reads the
+    rest after every response (so a client still sending is not cut off) and would hold all of it."""
+    stream = request.stream
+    _discard(lambda: bool(stream.read(FORM_BUFFER)))
+
+
+class _BoundedFormParser(FormDataParser):
+    def _parse_multipart(self, stream, mimetype, content_length, options):
+        try:
+            parser = _Parser(_StreamBody(stream).readinto, _boundary(options), FORM, FORM_BUFFER)
+            parser.parse_or_discard(_read_past, FORM.fields_bytes)
+        except BadRequest as exc:  # as werkzeug's parser: a malformed (or absent) form reads as empty
+            raise ValueError(exc.message) from None
+        return stream, self.cls(parser.pairs), self.cls()
+
+    def _parse_urlencoded(self, stream, mimetype, content_length, options):
+        return stream, self.cls(parse_urlencoded(stream.read, FORM)), self.cls()
+
+
+def _read_past(name: str, filename: str, chunks: Iterator[memoryview], fields: dict[str, str]) -> None:
+    """No route that reads request.form takes a file: its content is read and dropped."""
+    for _ in chunks:
+        pass
+
+
+def parse_urlencoded(read: Callable[[int], bytes], limits: FormLimits) -> list[tuple[str, str]]:
+    """The (name, value) pairs of a URL-encoded body, decoded as werkzeug does, read a buffer at a time.
+
+    A body that is not UTF-8 raises ValueError (werkzeug's parser then gives an empty form).
+    """
+    pairs: list[tuple[str, str]] = []
+    total = 0
+    pending = bytearray()
+    raw_limit = PERCENT_ENCODING * limits.field_bytes + 1  # and its "="
+
+    def add(raw: bytes) -> None:
+        nonlocal total
+        for name, value in parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="werkzeug.url_quote"):
+            if len(pairs) == limits.parts:
+                raise TooLarge(f"The form has more than {limits.parts} fields (refused at {_shown(name)})")
+            size = len(name.encode()) + len(value.encode())
+            if size > limits.field_bytes:
+                raise TooLarge(f"The form field {_shown(name)} is too long: at most {limits.field_bytes} bytes")
+            total += size
+            if total > limits.fields_bytes:
+                raise TooLarge(f"The form's fields together are larger than {limits.fields_bytes} bytes "
+                               f"(refused at {_shown(name)})")
+            pairs.append((name, value))
+
+    try:
+        while True:
+            chunk = read(FORM_BUFFER)
+            pending += chunk
+            start = 0
+            while (i := pending.find(b"&", start)) >= 0:
+                add(bytes(pending[start:i]))
+                start = i + 1
+            del pending[:start]
+            if len(pending) > raw_limit:  # too long already, before its end arrives
+                name = unquote_plus(bytes(pending.partition(b"=")[0][:400]).decode("utf-8", "replace"))
+                raise TooLarge(f"The form field {_shown(name)} is too long: at most {limits.field_bytes} bytes")
+            if not chunk:
+                add(bytes(pending))
+                return pairs
+    except BaseException:
+        _discard(lambda: bool(read(FORM_BUFFER)))
+        raise
 
 
 class _StreamBody:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from werkzeug.wrappers import Request, Response
 
 from shared.account_server.base import check_product_id, check_unit_id
+from shared.db import integers
 from shared.errors import BadRequest, Forbidden, NotFound
 from shared.lazy import lazy
 
@@ -73,9 +74,9 @@ class Call:
             return None
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
-            raise BadRequest(f"'{name}' must be a whole number of at least {low}" + (f" and at most {high}"
-                                                                                      if high else ""))
+        high = integers.INT64_MAX if high is None else high  # the widest column; past it the database refuses
+        if not integers.fits(value, low, high):
+            raise BadRequest(f"'{name}' must be a whole number of at least {low} and at most {high}")
         return value
 
     def privacy(self) -> str | None:

@@ -18,7 +18,8 @@ def make_engine(url: str) -> "Engine":
     from sqlalchemy import create_engine, event
 
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False,
+                                                  "factory": _sqlite_connection_class()})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
@@ -38,11 +39,55 @@ def make_engine(url: str) -> "Engine":
             readonly = conn.get_execution_options().get("dm_readonly", False)
             conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
+        @event.listens_for(engine, "reset")
+        def _sqlite_reset(dbapi_conn, _record, _state):
+            # Every way back to the pool passes here, after a commit, a rollback or an exception:
+            # leave no statement running and no transaction open (see _sqlite_connection_class).
+            dbapi_conn.dm_close_cursors()
+            if dbapi_conn.in_transaction:
+                dbapi_conn.rollback()
+
         # This process's writers queue here, woken as soon as the writer before them commits,
         # rather than in SQLite's busy handler, which polls with sleeps of up to 100 ms.
         engine.dm_write_lock = threading.RLock()
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+_sqlite_class = None
+
+
+def _sqlite_connection_class():
+    """A sqlite3 connection that remembers its cursors, so the pool can close those left open.
+
+    A cursor whose rows were not all read keeps its statement running, and with it the
+    connection's read snapshot, through ROLLBACK (Python 3.11 no longer resets statements
+    there). A result still referenced after its transaction ended, by an exception's traceback
+    for instance, thus pinned an old snapshot on a pooled connection; once another connection
+    wrote, each BEGIN IMMEDIATE on that one failed with "database is locked" until a restart.
+    """
+    global _sqlite_class
+    if _sqlite_class is None:
+        import sqlite3
+        import weakref
+
+        class TrackedConnection(sqlite3.Connection):
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.dm_cursors: weakref.WeakSet = weakref.WeakSet()
+
+            def cursor(self, *args, **kwargs):
+                cursor = super().cursor(*args, **kwargs)
+                self.dm_cursors.add(cursor)
+                return cursor
+
+            def dm_close_cursors(self) -> None:
+                cursors, self.dm_cursors = list(self.dm_cursors), weakref.WeakSet()
+                for cursor in cursors:
+                    cursor.close()  # resets its statement; closing a closed cursor is a no-op
+
+        _sqlite_class = TrackedConnection
+    return _sqlite_class
 
 
 def get_engine(url: str) -> "Engine":

@@ -121,10 +121,10 @@ def _coerce(value: Any, hint: Any) -> Any:
             raise ValueError("must be true or false")
         return value
     if wanted is int:
-        if isinstance(value, str) and value.isdigit():
-            return int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError("must be a whole number")
+        if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+            value = int(value)  # ASCII only: str.isdigit() also takes other scripts' digits
+        if isinstance(value, bool) or not isinstance(value, int) or not -2**63 <= value < 2**63:
+            raise ValueError("must be a whole number of at most 64 bits")
         return value
     if wanted is str:
         if not isinstance(value, str) or not value:

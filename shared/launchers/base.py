@@ -45,6 +45,9 @@ class LaunchSpec:
     memory: str | None = None  # e.g. "1Gi"
     cores: str | None = None  # e.g. "1" or "500m"
     debug: bool = False  # keep the pod after it ends
+    # project-relative paths the command reads or writes (inputs, outputs, path options); checked
+    # at launch, and again by a launcher that works on the host's file system
+    paths: tuple[str, ...] = ()
 
     def labels(self) -> dict[str, str]:
         labels = {

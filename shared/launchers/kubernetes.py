@@ -82,6 +82,7 @@ class KubernetesLauncher:
         """
         from kubernetes.client.exceptions import ApiException
 
+        pods.check_mount(spec)
         try:
             response = self.core.create_namespaced_pod(self.namespace, self.manifest(spec), _preload_content=False,
                                                        _request_timeout=self.request_timeout)

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable
 
+from shared.storage import paths
+
 from . import pods
 from .base import LaunchError
 
@@ -121,6 +123,7 @@ class LocalLauncher:
             self._forget_finished()
             if instance_id in self._runs and not self._runs[instance_id].deleted:
                 return
+            self._confine(spec, project_dir)
             self.logs_root.mkdir(parents=True, exist_ok=True)
             (project_dir / pods.instance_directory(instance_id)).mkdir(parents=True, exist_ok=True)
             run = _Run(spec=spec, uid=str(uuid.uuid4()), created=pods.timestamp(),
@@ -232,6 +235,22 @@ class LocalLauncher:
         if ".." in relative.parts:
             return project_dir
         return project_dir.joinpath(*relative.parts)
+
+    def _confine(self, spec: "LaunchSpec", project_dir: Path) -> None:
+        """The process works on the host: its folders and the paths it is given must not lead out
+        of the project folder, through '..' or a symbolic link (checked at launch, looked at again)."""
+        cwd = self._working_directory(spec, project_dir)
+        named = {"working directory": cwd,
+                 "instance directory": project_dir / pods.instance_directory(spec.instance_id)}
+        for relative in spec.paths:
+            try:
+                clean = paths.project_relative(relative, f"The path {relative!r}")
+            except paths.PathRefused as exc:
+                raise LaunchError(exc.message) from None
+            named[f"path {relative!r}"] = cwd / clean if clean else cwd
+        for what, path in named.items():
+            if not paths.inside(project_dir, path):
+                raise LaunchError(f"The {what} of {spec.instance_id} leads outside its project folder")
 
     def _start(self, run: _Run, project_dir: Path) -> None:
         spec = run.spec

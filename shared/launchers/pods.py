@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import re
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ RUN_AS_GROUP = 1001
 INSTANCE_DIRECTORY_VARIABLE = "DM_INSTANCE_DIRECTORY"
 ALWAYS_PULLED_TAGS = ("latest", "stable")
 TERMINAL_PHASES = ("Succeeded", "Failed")
+_FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 # Like the API server's, one counter for every object; seeded from the clock so a restarted
 # local stack keeps counting upwards.
@@ -64,6 +66,27 @@ def image_pull_policy(image: str) -> str:
 def environment(spec: "LaunchSpec") -> dict[str, str]:
     """The container's variables: the instance directory, then the spec's own (which win)."""
     return {INSTANCE_DIRECTORY_VARIABLE: instance_directory(spec.instance_id), **spec.environment}
+
+
+def check_mount(spec: "LaunchSpec") -> None:
+    """What a '..' could lead out of: the volume's subPath is the project id, a single folder name;
+    the container's folders are clean absolute paths; the command's paths are project-relative."""
+    from shared.storage import paths
+
+    from .base import LaunchError
+
+    if not _FOLDER_NAME.fullmatch(spec.project_id or ""):
+        raise LaunchError(f"The project id {spec.project_id!r} cannot name the project's folder on the volume")
+    try:
+        for what, folder in (("working directory", spec.working_directory),
+                             ("project directory", spec.project_directory)):
+            if not folder.startswith("/"):
+                raise paths.PathRefused(f"The {what} {folder!r} must be an absolute path in the container")
+            paths.project_relative(folder, f"The {what}", mount="/")
+        for relative in spec.paths:
+            paths.project_relative(relative, f"The path {relative!r}")
+    except paths.PathRefused as exc:
+        raise LaunchError(exc.message) from None
 
 
 def pod_labels(spec: "LaunchSpec") -> dict[str, str]:

@@ -56,13 +56,18 @@ def _can_edit(s: "Session", dataset: Dataset, username: str) -> bool:
     return dataset.owner == username or s.get(DatasetEditor, (dataset.id, username)) is not None
 
 
-def load(s: "Session", principal: "Principal", dataset_id: str, *, edit: bool = False) -> Dataset:
-    """A Dataset the caller may read (owner or editor); others are told it does not exist."""
+def load(s: "Session", principal: "Principal", dataset_id: str, *, edit: bool = False,
+         admin_view: bool = True) -> Dataset:
+    """A Dataset the caller may read (owner or editor); others are told it does not exist.
+
+    Admin mode reads every Dataset (dm-api §1.2); ``admin_view=False`` for the calls that are
+    not reads but use what they read (copying a version into a Project).
+    """
     if not DATASET_ID.fullmatch(dataset_id or ""):
         raise NotFound(f"Dataset {dataset_id[:80]} does not exist")
     dataset = s.get(Dataset, dataset_id)
-    readable = dataset is not None and (
-        _can_edit(s, dataset, principal.username) or (not edit and users.sees_everything(s, principal)))
+    readable = dataset is not None and (_can_edit(s, dataset, principal.username) or (
+        not edit and admin_view and users.sees_everything(s, principal)))
     if not readable:
         raise NotFound(f"Dataset {dataset_id} does not exist")
     return dataset
@@ -199,13 +204,15 @@ def list_visible(s: "Session", principal: "Principal", *, mime_type: str | None 
                  username: str | None = None, owners: list[str] | None = None,
                  editors: list[str] | None = None, labels: dict[str, str | None] | None = None,
                  include_deleted: bool = False) -> list[dict]:
-    """The Datasets the caller owns or edits, filtered as GET /dataset describes.
+    """The Datasets the caller owns or edits (in admin mode: all), filtered as GET /dataset describes.
 
     ``username`` (the owner) is ANDed with everything else; ``owners`` and ``editors`` are ORed
     with each other; every label in ``labels`` must match (a None value: the label alone).
     """
-    editable = select(DatasetEditor.dataset_id).where(DatasetEditor.username == principal.username)
-    query = select(Dataset).where(or_(Dataset.owner == principal.username, Dataset.id.in_(editable)))
+    query = select(Dataset)
+    if not users.sees_everything(s, principal):
+        editable = select(DatasetEditor.dataset_id).where(DatasetEditor.username == principal.username)
+        query = query.where(or_(Dataset.owner == principal.username, Dataset.id.in_(editable)))
     if username:
         query = query.where(Dataset.owner == username)
     either = []
@@ -233,8 +240,9 @@ def list_visible(s: "Session", principal: "Principal", *, mime_type: str | None 
     return out
 
 
-def usable_version(s: "Session", principal: "Principal", dataset_id: str, version: int) -> DatasetVersion:
-    dataset = load(s, principal, dataset_id)
+def usable_version(s: "Session", principal: "Principal", dataset_id: str, version: int, *,
+                   admin_view: bool = True) -> DatasetVersion:
+    dataset = load(s, principal, dataset_id, admin_view=admin_view)
     v = s.scalar(select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id,
                                               DatasetVersion.version == version,
                                               DatasetVersion.deleted.is_(None)))
@@ -246,16 +254,18 @@ def usable_version(s: "Session", principal: "Principal", dataset_id: str, versio
 
 
 def by_digest(s: "Session", principal: "Principal", digest: str) -> dict:
+    """The first usable version with this digest among the Datasets the caller may read:
+    those it owns or edits, and in admin mode every one (as ``load``)."""
     if not DIGEST.fullmatch(digest):
         raise BadRequest("A digest is 64 lower-case hexadecimal characters (SHA-256)")
-    editable = select(DatasetEditor.dataset_id).where(DatasetEditor.username == principal.username)
-    row = s.execute(
-        select(DatasetVersion.dataset_id, DatasetVersion.version)
-        .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
-        .where(DatasetVersion.digest == digest, DatasetVersion.deleted.is_(None),
-               DatasetVersion.processing_stage.not_in(HIDDEN_STAGES),
-               or_(Dataset.owner == principal.username, Dataset.id.in_(editable)))
-        .order_by(DatasetVersion.created).limit(1)).first()
+    query = (select(DatasetVersion.dataset_id, DatasetVersion.version)
+             .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
+             .where(DatasetVersion.digest == digest, DatasetVersion.deleted.is_(None),
+                    DatasetVersion.processing_stage.not_in(HIDDEN_STAGES)))
+    if not users.sees_everything(s, principal):
+        editable = select(DatasetEditor.dataset_id).where(DatasetEditor.username == principal.username)
+        query = query.where(or_(Dataset.owner == principal.username, Dataset.id.in_(editable)))
+    row = s.execute(query.order_by(DatasetVersion.created, DatasetVersion.id).limit(1)).first()
     if row is None:
         raise NotFound(f"No dataset version has the digest {digest}")
     return {"dataset_id": row.dataset_id, "dataset_version": row.version}

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from shared.db.base import iso
 from shared.errors import BadRequest, NotFound
+from shared.storage import paths
 
 if TYPE_CHECKING:
     from shared.storage.base import Storage
@@ -32,6 +33,8 @@ def check_path(path: str | None) -> str:
         raise BadRequest(f"A path must start with '/': {path[:80]!r}")
     if "\x00" in path or "\\" in path:
         raise BadRequest("A path must not contain NUL bytes or backslashes")
+    if paths.has_control(path):
+        raise BadRequest("A path must not contain control characters")
     inner = path.strip("/")
     if not inner:
         if path != "/":
@@ -53,7 +56,7 @@ def check_name(name: str | None, what: str = "file", limit: int = MAX_NAME) -> s
         raise BadRequest(f"A {what} name must be at most {limit} characters long")
     if "/" in name or "\\" in name or "\x00" in name or name in (".", ".."):
         raise BadRequest(f"Not a valid {what} name: {name[:80]!r}")
-    if any(ord(c) < 32 for c in name):
+    if paths.has_control(name):
         raise BadRequest(f"A {what} name must not contain control characters")
     return name
 

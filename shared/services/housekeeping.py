@@ -49,17 +49,20 @@ STALE_AFTER_S = 6 * 3600
 
 def remove_stale_uploads(engine: "Engine", storage: "Storage", settings: "Settings | None" = None,
                          max_age_s: float = STALE_AFTER_S) -> int:
-    """Delete staged uploads a crashed request left behind; returns how many."""
+    """Delete staged uploads a crashed request left behind, and the partial writes of processes
+    killed while writing (the storage's own staging files or unfinished uploads); returns how many."""
     import datetime as dt
 
     from shared.db.base import utcnow
 
+    cutoff = utcnow() - dt.timedelta(seconds=max_age_s)
+    removed = storage.remove_unfinished(cutoff)
+    if removed:
+        log.info("Removed %s partial writes older than %s", removed, cutoff)
     try:
         listing = storage.list_dir(STAGING)
     except FileNotFoundError:
-        return 0
-    cutoff = utcnow() - dt.timedelta(seconds=max_age_s)
-    removed = 0
+        return removed
     for info in listing.files:
         if info.modified < cutoff:  # younger ones may belong to an upload still running
             try:

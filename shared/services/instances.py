@@ -21,7 +21,9 @@ from shared.db.base import iso, new_id, utcnow
 from shared.db.models import Instance, Job, ProjectMember, ProjectToken, Task
 from shared.errors import BadRequest, Conflict, NotFound, PermanentFailure
 from shared.jobs import applications
+from shared.jobs import variables as job_variables
 from shared.services import files, jobs, projects, tasks, users
+from shared.storage import paths
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -51,6 +53,7 @@ class Launch:
     command: str | None = None  # rendered (jobs)
     argv: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
+    paths: tuple[str, ...] = ()  # project-relative paths the command uses (confined; the launcher looks again)
     image: str = ""
     job: Job | None = None
     working_directory: str = "/data"
@@ -129,6 +132,7 @@ def _check_job(s: "Session", storage: "Storage", launch: Launch, spec: dict) -> 
         raise BadRequest("'variables' must be a JSON object")
     _refuse_template_text(variables)
     declared = definition.get("variables") or {}
+    variables = job_variables.refuse_undeclared(declared, variables, job.command)
     # options: the job's own JSON Schema (defaults are not filled in: templates test `is defined`)
     options = declared.get("options") or {}
     option_values = {k: v for k, v in variables.items() if k in (options.get("properties") or {})}
@@ -139,12 +143,14 @@ def _check_job(s: "Session", storage: "Storage", launch: Launch, spec: dict) -> 
         raise BadRequest(f"Invalid option{' ' + where if where else ''}: {exc.message}") from None
     except jsonschema.SchemaError:
         raise BadRequest(f"The options schema of {collection}/{job_name} is not valid JSON Schema") from None
-    _check_inputs(storage, launch.project_id, declared.get("inputs") or {}, variables)
+    image = definition["image"]
+    mount = image["project-directory"]
+    confined = job_variables.confine(declared, variables, mount)  # every path variable, made project-relative
+    _check_inputs(storage, launch.project_id, declared.get("inputs") or {}, confined.values)
     sub_path = spec.get("sub_path")
-    if sub_path is not None and (not isinstance(sub_path, str) or sub_path.startswith("/") or sub_path.endswith("/")
-                                 or ".." in sub_path.split("/")):
-        raise BadRequest("'sub_path' must be a relative path, not starting or ending with '/'")
-    values = {**variables, "DM_INSTANCE_DIRECTORY": f".{launch.instance_id}"}
+    if sub_path is not None:
+        sub_path = paths.project_relative(sub_path, "'sub_path'") or None
+    values = {**confined.values, "DM_INSTANCE_DIRECTORY": f".{launch.instance_id}"}
     launch.command = _render(job.command, values, "command")
     try:
         launch.argv = shlex.split(launch.command.replace("\r", " ").replace("\n", " "))
@@ -152,12 +158,21 @@ def _check_job(s: "Session", storage: "Storage", launch: Launch, spec: dict) -> 
         raise BadRequest(f"The rendered command cannot be split into arguments: {exc}") from None
     for out_name, out in (declared.get("outputs") or {}).get("properties", {}).items():
         if isinstance(out, dict) and out.get("creates"):
-            launch.outputs[out_name] = _render(out["creates"], values, f"output {out_name}")
-    image = definition["image"]
+            created = _render(out["creates"], values, f"output {out_name}")
+            launch.outputs[out_name] = paths.project_relative(created, f"The output '{out_name}'", mount=mount)
+            if not launch.outputs[out_name]:
+                raise paths.PathRefused(f"The output '{out_name}' must name a file in the project, not its root")
+    on_host = {f"The variable '{name}' ({p!r})": p for name, found in confined.paths.items() for p in found}
+    on_host.update({f"The output '{k}' ({v!r})": v for k, v in launch.outputs.items()})
+    on_host["The instance directory"] = values["DM_INSTANCE_DIRECTORY"]
+    if sub_path:
+        on_host["'sub_path'"] = sub_path
+    _confine_on_store(storage, launch.project_id, on_host)
+    launch.paths = tuple(dict.fromkeys(on_host.values()))
     launch.job = job
     launch.image = f"{job.image_name}:{job.image_tag}"
     launch.working_directory = image["working-directory"] + (f"/{sub_path}" if sub_path else "")
-    launch.project_directory = image["project-directory"]
+    launch.project_directory = mount
     launch.memory, launch.cores = image.get("memory"), (str(image["cores"]) if "cores" in image else None)
     from decoder import decoder
 
@@ -188,18 +203,31 @@ def _check_inputs(storage: "Storage", project_id: str, inputs: dict, variables: 
         if value in (None, "", []):
             continue
         many = spec.get("multiple") or spec.get("type") == "files"
-        paths = value if isinstance(value, list) else [value]
+        given = value if isinstance(value, list) else [value]
         if isinstance(value, list) and not many:
             raise BadRequest(f"The input '{name}' takes one file")
-        for path in paths:
+        for path in given:
             if not isinstance(path, str):
                 raise BadRequest(f"The input '{name}' must be a project file path")
-            if path.startswith("/"):
-                raise BadRequest(f"The input '{name}' must be a path relative to the project, not {path[:80]}")
-            clean = files.check_path("/" + path)  # refuses escapes and NULs
+            clean = files.check_path("/" + path)  # confined before (job_variables.confine); a second look
             folder, _, file_name = clean.rpartition("/")
-            if not file_name or not storage.exists(files.project_key(project_id, folder, file_name)):
+            try:
+                found = bool(file_name) and storage.exists(files.project_key(project_id, folder, file_name))
+            except paths.PathRefused:
+                raise paths.PathRefused(f"The input '{name}' ({path!r}) leads outside the project through a "
+                                        "symbolic link") from None
+            if not found:
                 raise BadRequest(f"The input '{name}' names {path}, which is not a file in the project")
+
+
+def _confine_on_store(storage: "Storage", project_id: str, named: dict[str, str]) -> None:
+    """Each project path as the store resolves it: a local store refuses one a symbolic link leads out of."""
+    for what, relative in named.items():
+        key = files.project_key(project_id, "" if relative == "." else relative)
+        try:
+            storage.local_path(key)
+        except paths.PathRefused:
+            raise paths.PathRefused(f"{what} leads outside the project through a symbolic link") from None
 
 
 def _render(template: str, values: dict, subject: str) -> str:
@@ -261,7 +289,8 @@ def launch_spec(launch: Launch, task_id: str, owner: str):
     return LaunchSpec(instance_id=launch.instance_id, task_id=task_id, project_id=launch.project_id, owner=owner,
                       image=launch.image, command=argv, working_directory=launch.working_directory,
                       project_directory=launch.project_directory, environment=launch.environment,
-                      is_job=launch.application.is_job, memory=launch.memory, cores=launch.cores, debug=launch.debug)
+                      is_job=launch.application.is_job, memory=launch.memory, cores=launch.cores, debug=launch.debug,
+                      paths=launch.paths)
 
 
 def launch_failed(s: "Session", instance_id: str, task_id: str, reason: str) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, select
 
+from shared.db import integers
 from shared.db.base import iso, utcnow
 from shared.db.models import Instance, Job, JobExchangeRate, JobManifest
 from shared.errors import BadRequest, Forbidden, NotFound
@@ -22,6 +23,7 @@ JOB_APPLICATION = {"kind": "DataManagerJob", "group": "squonk.it", "application_
                    "latest_version": "v3"}
 DEFAULT_EXCHANGE_RATE = "0"
 RATE_SCALE = Decimal(1000)  # stored rates are divided by this when applied (dm-api §3.10)
+RATE_DIGITS = 40  # the rate column's width
 
 
 def require_admin(principal: "Principal") -> None:
@@ -108,7 +110,7 @@ def manifest_out(m: JobManifest) -> dict:
 
 def delete_manifest(s: "Session", manifest_id: int, *, purge: bool) -> int:
     """Forget a manifest; with ``purge`` its jobs go too (unless an instance still names them)."""
-    manifest = s.get(JobManifest, manifest_id) if 0 <= manifest_id < 2**31 else None  # ids are 32-bit
+    manifest = s.get(JobManifest, manifest_id) if integers.fits(manifest_id) else None
     if manifest is None:
         raise NotFound(f"Job manifest {manifest_id} does not exist")
     purged = 0
@@ -123,7 +125,7 @@ def delete_manifest(s: "Session", manifest_id: int, *, purge: bool) -> int:
 
 
 def get(s: "Session", job_id: int) -> Job:
-    job = s.get(Job, job_id)
+    job = s.get(Job, job_id) if integers.fits(job_id) else None
     if job is None:
         raise NotFound(f"Job {job_id} does not exist")
     return job
@@ -208,13 +210,19 @@ def current_rates(s: "Session") -> dict[int, str]:
 
 
 def check_rate(text: str | None) -> str:
+    """The rate as stored: plain decimal text (no exponent) that fits its column."""
     try:
-        rate = Decimal(text or "")
+        rate = Decimal(text or "") if (text or "").isascii() else None  # Decimal() takes any script's digits
     except InvalidOperation:
-        raise BadRequest("'rate' must be a decimal number") from None
+        rate = None
+    if rate is None:
+        raise BadRequest("'rate' must be a decimal number")
     if not rate.is_finite() or rate < 0:
         raise BadRequest("'rate' must be a decimal number of at least 0")
-    return str(rate)
+    stored = format(rate, "f") if -RATE_DIGITS <= rate.adjusted() <= RATE_DIGITS else ""
+    if not stored or len(stored) > RATE_DIGITS:
+        raise BadRequest(f"'rate' must be a decimal number of at most {RATE_DIGITS} characters")
+    return stored
 
 
 def set_rate(s: "Session", principal: "Principal", job_id: int, rate: str, comment: str | None) -> None:

@@ -31,7 +31,8 @@ def begin_attach(s: "Session", storage: "Storage", principal: "Principal", *, da
                  ) -> tuple[ProjectFile, str, str]:
     """Record a (not yet usable) managed file and queue the copy; returns it, its task id and the event id."""
     project = projects.load(s, principal, project_id, projects.WRITE)
-    version = datasets.usable_version(s, principal, dataset_id, number)
+    # a copy into a Project is not a read: admin mode does not open other users' Datasets to it
+    version = datasets.usable_version(s, principal, dataset_id, number, admin_view=False)
     if as_type.lower() != version.mime_type.lower():
         raise Unprocessable(f"Version {number} of {dataset_id} is {version.mime_type}; "
                             f"it cannot be converted to {as_type}")

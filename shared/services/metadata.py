@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 from shared.db.base import iso, utcnow
 from shared.errors import BadRequest, NotFound
 from shared.services import datasets
+from shared.storage import paths
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -191,7 +192,7 @@ def _label(where: str, item: Any) -> dict:
     if "label" not in item:
         raise BadRequest(f"{where}: 'label' is required")
     name = _string(where, "label", item["label"], low=1, high=MAX_LABEL_NAME)
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+    if paths.has_control(name):
         raise BadRequest(f"{where}: 'label' must not contain control characters")
     value = _string(where, "value", item.get("value"), high=MAX_LABEL_VALUE, nullable=True)
     active = _boolean(where, "active", item.get("active", True))

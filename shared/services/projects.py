@@ -13,6 +13,7 @@ from shared.db.models import Project, ProjectMember
 from shared.db.models.project import ROLES
 from shared.errors import BadRequest, Forbidden, NotFound
 from shared.services import counters, tasks, users
+from shared.storage import paths
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -29,7 +30,7 @@ def check_name(name: str | None) -> str:
     name = (name or "").strip()
     if not 2 <= len(name) <= 80:
         raise BadRequest("A project name must be 2 to 80 characters long")
-    if any(ord(c) < 32 for c in name):
+    if paths.has_control(name):
         raise BadRequest("A project name must not contain control characters")
     return name
 
@@ -57,11 +58,13 @@ def _live(project_id: str):
     return select(Project).where(Project.id == project_id, Project.deleted.is_(None))
 
 
-def load(s: "Session", principal: "Principal", project_id: str, need: tuple[str, ...] = READ) -> Project:
+def load(s: "Session", principal: "Principal", project_id: str, need: tuple[str, ...] = READ, *,
+         admin_view: bool = True) -> Project:
     """The Project if the caller may do what ``need`` says.
 
     A private Project the caller cannot read is reported missing, never forbidden,
-    so its existence does not leak.
+    so its existence does not leak. Admin mode reads every Project (dm-api §1.2);
+    ``admin_view=False`` for the calls that are not reads but use what they read.
     """
     if not PROJECT_ID.fullmatch(project_id or ""):
         raise NotFound(f"Project {project_id[:80]} does not exist" if project_id else "No project_id given")
@@ -70,7 +73,7 @@ def load(s: "Session", principal: "Principal", project_id: str, need: tuple[str,
         raise NotFound(f"Project {project_id} does not exist")
     roles = set(s.scalars(select(ProjectMember.role).where(
         ProjectMember.project_id == project_id, ProjectMember.username == principal.username)))
-    readable = bool(roles) or not project.private or users.sees_everything(s, principal)
+    readable = bool(roles) or not project.private or (admin_view and users.sees_everything(s, principal))
     if not readable:
         raise NotFound(f"Project {project_id} does not exist")
     if need is not READ and not roles.intersection(need):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import delete as sql_delete, select
 
+from shared.db import integers
 from shared.db.base import iso, utcnow
 from shared.db.models import ServiceError
 from shared.db.session import transaction
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("dm.service_errors")
 SEVERITIES = ("CRITICAL", "ERROR", "WARNING")
 SUMMARY_MAX = 4000
-ID_LIMIT = 2**31  # ids are 32-bit integers: a larger one names no error
 
 
 def record(s: "Session", *, origin: str, summary: str, severity: str = "ERROR", error_code: int | None = None,
@@ -79,7 +79,7 @@ def list_errors(s: "Session", *, include_acknowledged: bool = False) -> list[dic
 
 
 def _load(s: "Session", error_id: int) -> ServiceError:
-    error = s.get(ServiceError, error_id) if 0 < error_id < ID_LIMIT else None
+    error = s.get(ServiceError, error_id) if integers.fits(error_id, 1) else None
     if error is None:
         raise NotFound(f"There is no service error {error_id}")
     return error

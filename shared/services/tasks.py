@@ -195,10 +195,23 @@ def detail(s: "Session", task: Task, *, prior_ordinal: int = 0, limit: int | Non
     return out
 
 
+def _object_owner(s: "Session", task: Task) -> str | None:
+    """Who owns the object the task is about (None once it is gone)."""
+    from shared.db.models import Dataset, Instance, Project, ProjectFile
+
+    model, column = {"DATASET": (Dataset, Dataset.owner), "FILE": (ProjectFile, ProjectFile.owner),
+                     "INSTANCE": (Instance, Instance.owner), "PROJECT": (Project, Project.creator)}[task.purpose]
+    return s.scalar(select(column).where(model.id == task.purpose_id))
+
+
 def delete(s: "Session", principal: "Principal", task_id: str) -> None:
+    """The task's owner, or the owner of its object, deletes a finished task (dm-api §3.13).
+
+    Admin mode lets an administrator see every task, not delete it: it widens GET calls only (§1.2).
+    """
     task = get_visible(s, principal, task_id)
-    if task.owner != principal.username and not principal.is_admin:
-        raise Forbidden("Only the task's owner can delete it")
+    if principal.username not in (task.owner, _object_owner(s, task)):
+        raise Forbidden("Only the owner of a task or of its object can delete it")
     if not task.done:
         raise Forbidden("The task has not finished yet")
     s.delete(task)

@@ -61,6 +61,14 @@ class Storage(Protocol):
         """
         ...
 
+    def remove_unfinished(self, older_than: datetime) -> int:
+        """Remove what writes cut short by a killed process left behind (a staging file, an
+        unfinished multipart upload) untouched since before ``older_than``; return how many.
+
+        Never visible as a file; a write still running may be touched more recently than that.
+        """
+        ...
+
     def open(self, key: str) -> Iterator[bytes]:
         """Return the file's content as 1 MiB chunks; raise FileNotFoundError now if it is missing."""
         ...

@@ -1,4 +1,9 @@
-"""`Storage` on a local folder: keys are paths below the root."""
+"""`Storage` on a local folder: keys are paths below the root.
+
+The first two segments of a key name its unit (``projects/<id>``, ``datasets/<id>``). A
+symbolic link inside a unit (a job may leave one in its project) is followed only while it
+stays in that unit; a key that leads out of it is refused with `PathRefused`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from datetime import datetime, timezone
 from typing import BinaryIO, Iterable, Iterator
 
 from .base import CHUNK_SIZE, FileInfo, Listing, check_key, check_prefix
+from .paths import PathRefused, inside
 
 STAGING = ".staging"  # under the root, so os.replace stays on one filesystem
 WRITE_BUFFER = 4 << 20  # gathers small upload chunks into few large writes
@@ -24,10 +30,14 @@ class LocalStorage:
         os.makedirs(self._staging, exist_ok=True)
 
     def _path(self, key: str) -> str:
-        return os.path.join(self.root, *check_key(key).split("/"))
+        parts = check_key(key).split("/")
+        path = os.path.join(self.root, *parts)
+        if len(parts) > 2 and not inside(os.path.join(self.root, *parts[:2]), path):
+            raise PathRefused(f"/{'/'.join(parts[2:])[:200]} leads outside its project (a symbolic link)")
+        return path
 
     def _dir_path(self, prefix: str) -> str:
-        return os.path.join(self.root, *check_prefix(prefix).split("/")) if prefix else self.root
+        return self._path(check_prefix(prefix)) if prefix else self.root
 
     def _file_path(self, key: str) -> str:
         """The path of an existing regular file; directories count as missing, as on S3."""
@@ -37,7 +47,12 @@ class LocalStorage:
         return path
 
     def write(self, key: str, chunks: Iterable[bytes]) -> int:
-        """Stream into a staging file, then rename it over the key."""
+        """Stream into a staging file, then rename it over the key.
+
+        The content is flushed to disk before the rename and the rename after it, so neither
+        a killed process nor a power cut leaves a partial file under the key; a process killed
+        mid-write leaves its staging file, which `remove_unfinished` clears once it is old.
+        """
         path = self._path(key)
         tmp = os.path.join(self._staging, uuid.uuid4().hex)
         written = 0
@@ -46,7 +61,10 @@ class LocalStorage:
                 for chunk in chunks:
                     f.write(chunk)
                     written += len(chunk)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+                f.flush()
+                os.fsync(f.fileno())
+            folder = os.path.dirname(path)
+            os.makedirs(folder, exist_ok=True)
             os.replace(tmp, path)
         except BaseException:
             try:
@@ -54,7 +72,25 @@ class LocalStorage:
             except FileNotFoundError:
                 pass
             raise
+        _fsync_dir(folder)
         return written
+
+    def remove_unfinished(self, older_than: datetime) -> int:
+        """Delete staging files last written before ``older_than``: their writers died."""
+        cutoff = older_than.timestamp()
+        removed = 0
+        try:
+            entries = list(os.scandir(self._staging))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:  # finished or removed meanwhile
+                pass
+        return removed
 
     def open(self, key: str) -> Iterator[bytes]:
         """Open now (so a missing file raises here), read lazily."""
@@ -88,9 +124,12 @@ class LocalStorage:
             entries = list(os.scandir(self._dir_path(prefix)))
         except (FileNotFoundError, NotADirectoryError):
             raise FileNotFoundError(prefix) from None
+        scope = os.path.join(self.root, *prefix.split("/")[:2]) if prefix else None
         for entry in entries:
             if not prefix and entry.name == STAGING:
                 continue
+            if entry.is_symlink() and scope is not None and not inside(scope, entry.path):
+                continue  # a link out of its project is not shown (nor followed)
             if entry.is_dir():
                 dirs.append(entry.name)
             elif entry.is_file():
@@ -117,6 +156,7 @@ class LocalStorage:
         src = self._file_path(src_key)
         os.makedirs(os.path.dirname(dst), exist_ok=True)
         os.replace(src, dst)
+        _fsync_dir(os.path.dirname(dst))  # a stored version's move is recorded as done right after
 
     def move_tree(self, src_prefix: str, dst_prefix: str) -> None:
         """Rename a folder."""
@@ -156,6 +196,20 @@ class LocalStorage:
             finally:
                 os.close(fd)
         return total
+
+
+def _fsync_dir(folder: str) -> None:
+    """Make a rename in ``folder`` durable (where the platform can open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a folder; the rename stands regardless
+        pass
+    finally:
+        os.close(fd)
 
 
 def _read_chunks(f: BinaryIO) -> Iterator[bytes]:

@@ -8,7 +8,7 @@ boto3 is imported by the constructor only: the local stack never pays for it.
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator
 
 from .base import CHUNK_SIZE, FileInfo, Listing, check_key, check_prefix
@@ -97,6 +97,24 @@ class S3Storage:
                 self._s3.abort_multipart_upload(Bucket=self.bucket, Key=obj, UploadId=upload_id)
             raise
         return written
+
+    def remove_unfinished(self, older_than: datetime) -> int:
+        """Abort multipart uploads under the prefix begun before ``older_than``: their writers died.
+
+        A bucket lifecycle rule (AbortIncompleteMultipartUpload) does the same where one is set.
+        """
+        aborted = 0
+        pages = self._s3.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self._base)
+        for page in pages:
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"].astimezone(timezone.utc) < older_than:
+                    try:
+                        self._s3.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
+                                                        UploadId=upload["UploadId"])
+                        aborted += 1
+                    except self._s3.exceptions.NoSuchUpload:  # completed or aborted meanwhile
+                        pass
+        return aborted
 
     def _upload_part(self, obj: str, upload_id: str, parts: list[dict[str, Any]], data: bytearray) -> None:
         number = len(parts) + 1

@@ -267,8 +267,8 @@ def test_ranges_are_honoured_and_a_bad_range_is_416(alice, pid, api):
     assert bad.status_code == 416 and bad.get_json()["error"]
 
 
-def test_an_over_long_form_field_is_400(alice, pid):
+def test_an_over_long_form_field_is_413(alice, pid):
     resp = alice.put(f"/project/{pid}/file", data={"path": "/" + "a" * 70000, "file": (io.BytesIO(b"x"), "f")},
                      content_type="multipart/form-data")
-    assert resp.status_code == 400 and "too long" in resp.get_json()["error"]
+    assert resp.status_code == 413 and "'path' is too long" in resp.get_json()["error"]
     assert listing(alice, pid).get_json()["count"] == 0

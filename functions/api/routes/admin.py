@@ -1,10 +1,8 @@
 """Admin operations: service errors and user accounts (job manifests live with the jobs)."""
 
-import re
-
 from functions.api.router import Router
+from shared.db import integers
 from shared.db.session import transaction
-from shared.errors import BadRequest
 from shared.lazy import lazy
 
 service_errors = lazy("shared.services.service_errors")
@@ -13,14 +11,11 @@ users = lazy("shared.services.users")
 outbox = lazy("shared.events.outbox")
 
 router = Router("admin")
-_WHOLE_NUMBER = re.compile(r"[0-9]{1,30}")
 
 
 def _error_id(text: str) -> int:
     # parsed here, not by a converter: a value that is not a number is a 400, not an unlisted path
-    if not _WHOLE_NUMBER.fullmatch(text):
-        raise BadRequest(f"A service error id is a whole number, not {text[:40]!r}")
-    return int(text)
+    return integers.id_of("service error", text, minimum=1)
 
 
 # --- service errors ------------------------------------------------------------------------
@@ -61,8 +56,8 @@ def delete_service_error(ctx, error_id):
 def get_admin_users(ctx):
     """Every user but the caller, with account details (admins)."""
     users.require_admin(ctx.user)
-    idle_days = ctx.integer("idle_days", minimum=1)
-    active_days = ctx.integer("active_days", minimum=1)
+    idle_days = ctx.integer("idle_days", minimum=1, maximum=user_admin.MAX_DAYS)
+    active_days = ctx.integer("active_days", minimum=1, maximum=user_admin.MAX_DAYS)
     with transaction(ctx.engine, readonly=True) as s:
         items = user_admin.list_users(s, ctx.user, idle_days=idle_days, active_days=active_days)
     return {"count": len(items), "users": items}

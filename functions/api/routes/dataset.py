@@ -156,7 +156,7 @@ def create_dataset_from_file(ctx):
     types.check_filename(file_type.mime, name)
     dataset_id = datasets.check_dataset_id(ctx.param("dataset_id"))
     with transaction(ctx.engine, readonly=True) as s:
-        project = projects.load(s, ctx.user, project_id)
+        project = projects.load(s, ctx.user, project_id, admin_view=False)  # a copy out is not a read
     unit_id = check_unit_id(ctx.param("unit_id") or project.unit_id)
     info = files.stat_file(ctx.storage, project.id, path, name)
     if info.size == 0:

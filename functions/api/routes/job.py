@@ -1,8 +1,9 @@
 """Jobs, their exchange rates, and the manifests admins load them from."""
 
 from functions.api.router import Router
+from shared.db import integers
 from shared.db.session import transaction
-from shared.errors import BadRequest, Forbidden
+from shared.errors import Forbidden
 from shared.lazy import lazy
 
 jobs = lazy("shared.services.jobs")
@@ -132,7 +133,6 @@ def delete_job_manifest(ctx, job_manifest_id):
     jobs.require_admin(ctx.user)
     if ctx.settings.mode != "DEVELOPMENT":
         raise Forbidden("Manifests can only be deleted in DEVELOPMENT mode")
-    if not (job_manifest_id.isascii() and job_manifest_id.isdigit()):  # int() refuses some Unicode digits
-        raise BadRequest("A job manifest id is a number")
+    number = integers.id_of("job manifest", job_manifest_id)  # not a number: 400, as documented
     with transaction(ctx.engine) as s:
-        jobs.delete_manifest(s, int(job_manifest_id), purge=ctx.flag("purge"))
+        jobs.delete_manifest(s, number, purge=ctx.flag("purge"))

@@ -6,7 +6,8 @@ COPY shared shared
 COPY functions functions
 RUN pip install --no-cache-dir . && useradd --uid 10001 dm
 USER 10001
-ENV PORT=8080 FUNCTION_SIGNATURE_TYPE=http
+# MALLOC_ARENA_MAX: a server thread does not keep the memory of its largest request (see shared/stack.py)
+ENV PORT=8080 FUNCTION_SIGNATURE_TYPE=http MALLOC_ARENA_MAX=2
 # functions-framework's app for FUNCTION_TARGET on PORT, served by shared/http_server.py (THREADS threads):
 # slow or idle clients hold a socket, never a thread, and are cut off at deadlines (DM_HTTP_*).
 CMD ["python", "-m", "shared.stack"]

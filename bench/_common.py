@@ -1,7 +1,8 @@
 """Helpers shared by the benchmark scripts.
 
-Function processes (functions-framework as a subprocess), waiting for a 200, the
-development OpenID provider in the benchmark process, a migrated and seeded data
+Function processes (a DM function in the project's own server, ``python -m shared.stack
+--target T``; the bare hello-world reference under functions-framework's CLI), waiting for a
+200, the development OpenID provider in the benchmark process, a migrated and seeded data
 folder, and PASS/FAIL targets with a JSON record under bench/results/.
 """
 
@@ -27,8 +28,10 @@ RESULTS = BENCH / "results"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# The functions-framework script next to the interpreter that runs the benchmark (.venv/bin).
+# The functions-framework script next to the interpreter that runs the benchmark (.venv/bin): it serves
+# only the bare hello-world reference function (its own gunicorn).
 FF = Path(sys.executable).parent / "functions-framework"
+THREADS = "8"  # worker threads of every function server the benchmarks start
 API_VERSION = "/data-manager-api/version"
 API_PROJECTS = "/data-manager-api/project"
 HELLO_SOURCE = 'def hello(request):\n    return "ok"\n'
@@ -51,9 +54,11 @@ def write_hello(folder: Path) -> Path:
 
 
 def function_env(**extra: str) -> dict[str, str]:
-    """The shell's environment without DM_* variables, one gunicorn worker with 8 threads."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DM_")}
-    env.update(WORKERS="1", THREADS="8", PYTHONUNBUFFERED="1")
+    """The shell's environment without DM_* variables, with ``THREADS=8``: the worker threads of
+    ``shared.stack``'s server, and of the hello-world's gunicorn worker (`hello_function` adds
+    ``WORKERS=1``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DM_") and k != "WORKERS"}
+    env.update(THREADS=THREADS, PYTHONUNBUFFERED="1", MALLOC_ARENA_MAX="2")  # as the image and `dm run` set it
     env.update(extra)
     return env
 
@@ -62,21 +67,35 @@ def api_env(data_dir: Path, issuer: str, **extra: str) -> dict[str, str]:
     return function_env(DM_DATA_DIR=str(data_dir), DM_OIDC_ISSUER=issuer, DM_LOG_LEVEL="WARNING", **extra)
 
 
-class Function:
-    """``functions-framework --target T --source S`` on a free port; a context manager.
+def dm_command(target: str, port: int) -> list[str]:
+    """A DM function as the product serves it: ``python -m shared.stack --target T`` (the project's
+    waitress-based server, ``shared/http_server.py``, with ``THREADS`` worker threads)."""
+    return [sys.executable, "-m", "shared.stack", "--target", target, "--host", "127.0.0.1", "--port", str(port)]
 
-    ``started`` is the perf_counter reading just before the process was spawned.
+
+def ff_command(target: str, source: Path, port: int) -> list[str]:
+    """``functions-framework --target T --source S``: functions-framework's own gunicorn."""
+    return [str(FF), "--target", target, "--source", str(source), "--host", "127.0.0.1", "--port", str(port)]
+
+
+class Function:
+    """One function process on a free port; a context manager.
+
+    Without ``source``, the DM function ``target`` of main.py in the project's server (`dm_command`):
+    one process, stopped by SIGTERM (which raises SystemExit in it). With ``source``, functions-framework's
+    CLI (`ff_command`): a gunicorn master and worker, stopped by SIGTERM (gunicorn's graceful stop; SIGINT
+    can leave a gthread worker deadlocked). ``started`` is the perf_counter reading just before the
+    process was spawned.
     """
 
-    def __init__(self, target: str, source: Path, env: dict[str, str], cwd: Path = ROOT):
+    def __init__(self, target: str, env: dict[str, str], cwd: Path = ROOT, source: Path | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = tempfile.TemporaryFile()
+        command = dm_command(target, self.port) if source is None else ff_command(target, source, self.port)
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [str(FF), "--target", target, "--source", str(source), "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-        )
+        self.proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
 
     def log(self) -> str:
         self._log.seek(0)
@@ -103,16 +122,17 @@ class Function:
         raise TimeoutError(f"no 200 from {path} within {timeout} s\n{self.log()}")
 
     def process_tree(self):
-        """psutil processes: the gunicorn master and its workers."""
+        """psutil processes: the function's process and its children. A DM function's server is one
+        process with no children; the hello-world's gunicorn is a master and its worker."""
         import psutil
 
-        master = psutil.Process(self.proc.pid)
-        return [master, *master.children(recursive=True)]
+        proc = psutil.Process(self.proc.pid)
+        return [proc, *proc.children(recursive=True)]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
             t0 = time.perf_counter()
-            self.proc.send_signal(signal.SIGTERM)  # gunicorn: graceful stop (SIGINT can deadlock a gthread worker)
+            self.proc.send_signal(signal.SIGTERM)  # shared.stack: SystemExit; gunicorn: graceful stop
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -131,11 +151,13 @@ class Function:
 
 
 def hello_function(folder: Path) -> Function:
-    return Function("hello", write_hello(folder), function_env(), cwd=Path(folder))
+    """The reference: a bare hello-world under functions-framework's CLI, one gunicorn worker, 8 threads."""
+    return Function("hello", function_env(WORKERS="1"), cwd=Path(folder), source=write_hello(folder))
 
 
 def api_function(data_dir: Path, issuer: str, **extra: str) -> Function:
-    return Function("api", ROOT / "main.py", api_env(data_dir, issuer, **extra))
+    """The api as the product serves it: ``python -m shared.stack --target api``, 8 threads."""
+    return Function("api", api_env(data_dir, issuer, **extra))
 
 
 # --- identity -------------------------------------------------------------------
@@ -293,42 +315,41 @@ class Stack:
         return time.perf_counter() - self.started
 
     def processes(self) -> dict[str, "psutil.Process"]:  # noqa: F821
-        """The stack's process tree by role: api master and worker (gunicorn), each event function's
-        master and worker (functions-framework's gunicorn), broker; the event functions and the
-        Broker run under the ``dm functions`` supervisor, a child of the api master."""
+        """The stack's process tree by role: ``dm run`` (the supervisor this class starts); its
+        children ``api`` (``python -m shared.stack --local-stack``: the api, /auth and the ledger in one
+        server process) and ``functions supervisor`` (``dm functions``); under that, each event function
+        by its target (``python -m shared.stack --target T``, one process each) and ``broker``. Any
+        other process is listed as ``<parent role> child``."""
         import psutil
 
-        master = psutil.Process(self.proc.pid)
-        out = {"api master": master}
+        root = psutil.Process(self.proc.pid)
+        out = {"dm run": root}
 
         def put(label, proc):
             n, name = 2, label
             while name in out:
                 name, n = f"{label} {n}", n + 1
             out[name] = proc
+            return name
 
-        children = []
-        for child in master.children():
-            if child.cmdline()[1:4] == ["-m", "shared.cli", "functions"]:
-                put("supervisor", child)
-                children += child.children()
-            else:
-                children.append(child)
-        for child in children:
-            cmd = " ".join(child.cmdline())
-            if "functions_framework" in cmd:
-                role = cmd.split("--target", 1)[1].split()[0] if "--target" in cmd else "function"
-                put(f"{role} master", child)
-                for worker in child.children(recursive=True):
-                    put(f"{role} worker", worker)
-            elif "broker" in cmd:
-                put("broker", child)
-                for extra in child.children(recursive=True):
-                    put("broker child", extra)
-            else:
-                put("api worker", child)
-                for extra in child.children(recursive=True):
-                    put("api worker child", extra)
+        def role(proc) -> str | None:
+            cmd = proc.cmdline()[1:]
+            if cmd[:2] == ["-m", "shared.stack"]:
+                if "--local-stack" in cmd:
+                    return "api"
+                return cmd[cmd.index("--target") + 1] if "--target" in cmd else "function"
+            if cmd[:3] == ["-m", "shared.cli", "functions"]:
+                return "functions supervisor"
+            if cmd[:3] == ["-m", "shared.cli", "broker"]:
+                return "broker"
+            return None
+
+        def walk(parent, parent_label):
+            for child in parent.children():
+                label = put(role(child) or f"{parent_label} child", child)
+                walk(child, label)
+
+        walk(root, "dm run")
         return out
 
     def token(self, username: str = "alice") -> str:
@@ -389,9 +410,9 @@ class Stack:
 class ApiClient:
     """One keep-alive connection to the api (http.client, no per-request overhead of requests).
 
-    A connection idle for more than a second is replaced before use (gunicorn's keep-alive is
-    2 s), so a POST is never sent on a connection the server may just have closed. GETs are
-    retried once on a dropped connection; POSTs never are.
+    A connection idle for more than a second is replaced before use (well inside the server's idle
+    timeout, ``DM_HTTP_IDLE_TIMEOUT_S``), so a POST is never sent on a connection the server may just
+    have closed. GETs are retried once on a dropped connection; POSTs never are.
     """
 
     IDLE_S = 1.0

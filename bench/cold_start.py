@@ -1,9 +1,11 @@
 """Cold start: process start to first HTTP 200, the api function vs a bare hello-world function.
 
 Each round starts, in turn, hello (GET /), api (GET /data-manager-api/version) and api
-(authenticated GET /data-manager-api/project) as fresh functions-framework processes and
-polls every 5 ms. Medians of N rounds. Then ``-X importtime`` of ``import main`` and of
-what the first requests load.
+(authenticated GET /data-manager-api/project) as fresh processes and polls every 5 ms. The api
+runs as the product serves it, ``python -m shared.stack --target api`` (the project's
+waitress-based server); hello is the reference, a bare hello-world under functions-framework's
+CLI (its gunicorn). Medians of N rounds. Then ``-X importtime`` of ``import main`` and of what
+the first requests load.
 """
 
 from __future__ import annotations
@@ -20,10 +22,18 @@ import _common as c
 N = 7
 TARGET_RATIO = 1.5
 
+# What ``python -m shared.stack --target api`` imports and builds before it serves (serve_function),
+# then what the first requests load.
 FIRST_REQUEST_SCRIPT = """
 import os, sys
 import functions_framework
+from shared.http_server import create_server, json_errors
+from shared.stack import api_allowed_methods, http_limits, refuse_without_token
+import waitress.server
 app = functions_framework.create_app(target="api", source="main.py", signature_type="http")
+json_errors(app, api_allowed_methods)
+from shared.config import get_settings
+http_limits(get_settings(), 8)
 client = app.test_client()
 sys.stderr.write("@@ get_api\\n"); sys.stderr.flush()
 import main

@@ -1,10 +1,11 @@
 """A 512 MiB dataset upload on the local stack, end to end, vs a plain file copy.
 
-The real local stack (``python -m shared.cli run``: api, upload function, Broker) runs in a temp
-DM_DATA_DIR on three free ports. One upload is ``POST /data-manager-api/dataset`` (multipart:
-``dataset_type``, ``unit_id``, then the ``dataset_file`` part, streamed from the file with a
-precomputed Content-Length), then ``GET /task/{id}`` every 20 ms until ``done``: the time runs
-from the start of the request to the poll that sees the task done (exit code 0). The api stages
+The real local stack (``python -m shared.cli run``: api, upload function, Broker, kew, pbc,
+monitor) runs in a temp DM_DATA_DIR on six free ports. One upload is ``POST
+/data-manager-api/dataset`` (multipart: ``dataset_type``, ``unit_id``, then the ``dataset_file``
+part, streamed from the file with a precomputed Content-Length), then ``GET /task/{id}`` every
+20 ms until ``done``: the time runs from the start of the request to the poll that sees the task
+done (exit code 0). The api stages
 the file, the outbox sends an event to the Broker, the Broker delivers it to the upload function,
 which validates the content as it copies it into the dataset store.
 
@@ -16,8 +17,9 @@ SHA-256 (``GET /digest/dataset/<sha256>`` must find this version, and the stored
 again); delete the version and wait for its removal task. Round 0 is an untimed warm-up (see
 upload.py: the VM's first writes of 512 MiB are slow for whichever goes first).
 
-Meanwhile psutil samples the RSS of every process of the stack (api gunicorn master and worker,
-upload function master and worker, Broker) every 10 ms. Growth is each process's peak minus its
+Meanwhile psutil samples the RSS of every process of the stack (``_common.Stack.processes``: the
+``dm run`` and ``dm functions`` supervisors, the api process, each event function's process, the
+Broker) every 10 ms. Growth is each process's peak minus its
 RSS after warm-up uploads of 8 MiB of each type; the figure is the largest over all rounds,
 warm-up included.
 """
@@ -157,7 +159,7 @@ def main() -> c.Report:
 
         with c.Stack(data) as stack:
             ready = stack.wait_ready()
-            print(f"local stack on ports {stack.port}-{stack.port + 4}, ready in {ready:.1f} s", flush=True)
+            print(f"local stack on ports {stack.port}-{stack.port + 5}, ready in {ready:.1f} s", flush=True)
             api = c.ApiClient(stack.port, stack.token("alice"))
             unit_id = stack.facts["users"]["alice"]["unit_id"]
             for label, mime, name in TYPES:  # imports, buffers and connections in place

@@ -1,7 +1,7 @@
 """Short job instances on the local stack: from the job process's exit to its task being final.
 
-The real local stack (``python -m shared.cli run``: api, upload function, Broker, kew, pbc) runs
-in a temp DM_DATA_DIR on five free ports. An admin loads a bench-only job manifest written to a
+The real local stack (``python -m shared.cli run``: api, upload function, Broker, kew, pbc,
+monitor) runs in a temp DM_DATA_DIR on six free ports. An admin loads a bench-only job manifest written to a
 temp folder (``PUT /admin/job-manifest`` with its absolute path): one job, ``dm-bench`` /
 ``exit-now``, whose command is ``python3 -c`` that, as its very last action, prints one EVENT line
 carrying ``repr(time.time())`` (flushed) and then calls ``os._exit(0)``, so the process ends

@@ -13,10 +13,11 @@ then instances of ``dm-test`` / ``event-and-cost`` are recorded with their tasks
 ``instances.record``, 250 to a transaction, each batch after one ``instances.check_launch`` (its
 checked launch is given each instance's own id and name). Nothing is launched.
 
-The pbc function runs as a real process, ``python -m functions_framework --target pbc --source
-main.py`` with ``DM_DATABASE_URL`` on the bench database and functions-framework's own server
-settings (no WORKERS/THREADS in its environment; the settings it then uses are printed). 8 client
-threads, one keep-alive ``http.client`` connection each, POST binary-mode CloudEvents
+The pbc function runs as a real process, as the product serves it: ``python -m shared.stack
+--target pbc`` (the project's waitress-based server, ``shared/http_server.py``, one process) with
+``DM_DATABASE_URL`` on the bench database and ``THREADS=8``; the server's settings are printed
+(threads, connection limit, deadlines, body limit and the size above which a body is spooled to a
+temporary file). 8 client threads, one keep-alive ``http.client`` connection each, POST binary-mode CloudEvents
 (``ce-type`` of ``PodMessageEvent``, ``Content-Type: application/protobuf``, the body a serialized
 ``PodMessage``): for each instance a Running message, then a Succeeded one with exit code 0. The
 instances are dealt out to the threads in turn. Every answer must be 202. Messages and their
@@ -24,8 +25,8 @@ bodies are built before the clock starts.
 
 Rounds: one warm-up round of 200 instances, then 3 timed rounds of 1,000 fresh instances (2,000
 messages) each; the figure is the median rate. While a round runs, the CPU time of the pbc
-worker, of the PostgreSQL backends serving the bench database and of this process (the clients)
-is measured, per message, and how busy the worker was.
+process, of the PostgreSQL backends serving the bench database and of this process (the clients)
+is measured, per message, and how busy the pbc process was.
 
 Afterwards the database must show, for every instance sent: phase COMPLETED with ``started`` and
 ``stopped``; its task done, state SUCCESS, exit code 0, with exactly one STARTED and exactly one
@@ -211,18 +212,18 @@ def send_all(port: int, per_client: list[list]) -> tuple[float, list[str]]:
 
 
 def function_env(url: str, data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DM_") and k not in ("WORKERS", "THREADS")}
-    env.update(PYTHONUNBUFFERED="1", DM_DATABASE_URL=url, DM_DATA_DIR=str(data_dir), DM_LOG_LEVEL="WARNING")
-    return env
+    return c.function_env(DM_DATABASE_URL=url, DM_DATA_DIR=str(data_dir), DM_LOG_LEVEL="WARNING")
 
 
 def server_settings(env: dict[str, str]) -> dict:
-    """What functions-framework's GunicornApplication configures under ``env`` (as the child sees it)."""
-    code = ("import json, os; from functions_framework._http.gunicorn import GunicornApplication as G; "
-            "a = G(object(), '127.0.0.1', 0, False); c = a.cfg; "
-            "print(json.dumps({'workers': c.workers, 'threads': c.threads, 'worker_class': c.worker_class_str, "
-            "'keepalive_s': c.keepalive, 'worker_connections': c.worker_connections, 'timeout_s': c.timeout, "
-            "'backlog': c.backlog, 'cpu_count': os.cpu_count()}))")
+    """The settings ``python -m shared.stack --target pbc`` gives its server under ``env`` (as the child
+    sees it): `shared.stack.http_limits` with THREADS, and shared.http_server's constants."""
+    code = ("import json, os, dataclasses, importlib.metadata as md; from shared.config import Settings; "
+            "from shared import http_server as h; from shared.stack import http_limits; "
+            "l = http_limits(Settings.from_env(), int(os.environ.get('THREADS', '16'))); "
+            "print(json.dumps({'server': 'shared.http_server (waitress ' + md.version('waitress') + ')', "
+            "'processes': 1, **dataclasses.asdict(l), 'spool_body_above_bytes': h.SPOOL_IN_MEMORY, "
+            "'recv_bytes': h.RECV_BYTES, 'cpu_count': os.cpu_count()}))")
     import json
 
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=c.ROOT, capture_output=True, text=True, timeout=60)
@@ -236,9 +237,7 @@ class Pbc:
         self.port = c.free_port()
         self._log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "functions_framework", "--target", "pbc", "--source", str(c.ROOT / "main.py"),
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=c.ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            c.dm_command("pbc", self.port), cwd=c.ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.perf_counter() + timeout
@@ -257,13 +256,15 @@ class Pbc:
             finally:
                 conn.close()
 
-    def worker(self):
+    def process(self):
+        """The one process that serves pbc (the server starts no children)."""
         import psutil
 
-        children = psutil.Process(self.proc.pid).children(recursive=True)
-        if len(children) != 1:
-            raise RuntimeError(f"expected one gunicorn worker, found {len(children)}")
-        return children[0]
+        proc = psutil.Process(self.proc.pid)
+        children = proc.children(recursive=True)
+        if children:
+            raise RuntimeError(f"expected the pbc server to be one process, found {len(children)} children")
+        return proc
 
     def log(self, tail: int = 4000) -> str:
         self._log.seek(0)
@@ -271,7 +272,7 @@ class Pbc:
 
     def stop(self) -> int:
         if self.proc.poll() is None:
-            self.proc.terminate()  # gunicorn's graceful stop
+            self.proc.terminate()  # SIGTERM: the server's loop stops with SystemExit
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
@@ -308,14 +309,14 @@ def backends_of(database: str):
 
 
 class CpuMeter:
-    """CPU seconds used between `start` and `stop` by the pbc worker, the PostgreSQL backends
+    """CPU seconds used between `start` and `stop` by the pbc process, the PostgreSQL backends
     serving the bench database and this process (the clients). A process that appears meanwhile
     counts in full; one that ends meanwhile is lost (the pool keeps its connections)."""
 
-    def __init__(self, worker, database: str):
+    def __init__(self, server, database: str):
         import psutil
 
-        self.groups = {"pbc worker": lambda: [worker], "postgres backends": lambda: backends_of(database),
+        self.groups = {"pbc process": lambda: [server], "postgres backends": lambda: backends_of(database),
                        "clients (this process)": lambda: [psutil.Process()]}
 
     def start(self):
@@ -477,12 +478,11 @@ def main() -> c.Report:
             print(f"migrated and seeded in {time.perf_counter() - t0:.1f} s", flush=True)
             env = function_env(bench_url, data_dir)
             settings = server_settings(env)
-            report.figure("server", settings, "pbc served by functions-framework's gunicorn: " + ", ".join(
+            report.figure("server", settings, "pbc served by python -m shared.stack --target pbc: " + ", ".join(
                 f"{k} {v}" for k, v in settings.items()))
             pbc = Pbc(env)
             pbc.wait_ready()
-            worker = pbc.worker()
-            meter = CpuMeter(worker, name)
+            meter = CpuMeter(pbc.process(), name)
 
             rates, cpu, busy, sent_ids, sent_messages, all_problems = [], [], [], [], 0, []
             for r in range(ROUNDS + 1):
@@ -507,7 +507,7 @@ def main() -> c.Report:
                 if r:
                     rates.append(rate)
                     cpu.append({k: v / (2 * n) * 1000 for k, v in used.items()})
-                    busy.append(used["pbc worker"] / took)
+                    busy.append(used["pbc process"] / took)
 
             code = pbc.stop()
             print(f"pbc stopped (exit code {code})", flush=True)
@@ -547,13 +547,13 @@ def main() -> c.Report:
     for phase, p in profile.items():
         print(f"    {phase}: " + ", ".join(p["statement_list"]), flush=True)
     apply_cpu = c.median([p["cpu_ms_per_message"] for p in profile.values()])
-    worker_cpu = per_msg["pbc worker"]
-    report.figure("worker_ceiling_per_s", round(1000 / worker_cpu, 1),
-                  f"the pbc worker process used {c.median(busy) * 100:.0f}% of one core while the rounds ran; at "
-                  f"{worker_cpu:.2f} ms of its CPU a message, one worker can do at most {1000 / worker_cpu:.0f} "
+    pbc_cpu = per_msg["pbc process"]
+    report.figure("worker_ceiling_per_s", round(1000 / pbc_cpu, 1),
+                  f"the pbc process used {c.median(busy) * 100:.0f}% of one core while the rounds ran; at "
+                  f"{pbc_cpu:.2f} ms of its CPU a message, one process can do at most {1000 / pbc_cpu:.0f} "
                   f"messages/s. Of that CPU, claim and apply_pod_message (SQLAlchemy + pg8000) "
-                  f"~{apply_cpu:.2f} ms, the HTTP request and CloudEvent (gunicorn, Flask, functions-framework, "
-                  f"cloudevents) ~{max(worker_cpu - apply_cpu, 0):.2f} ms")
+                  f"~{apply_cpu:.2f} ms, the HTTP request and CloudEvent (waitress, Flask, functions-framework, "
+                  f"cloudevents) ~{max(pbc_cpu - apply_cpu, 0):.2f} ms")
     report.figure("postgres_round_trip_ms", round(rtt, 3), f"one SELECT 1 round trip (pg8000): {rtt:.3f} ms")
     report.figure("not_202", len(all_problems), f"answers other than 202: {len(all_problems)}")
     report.figure("database_problems", db_problems, f"database check problems: {len(db_problems)}")

@@ -1,5 +1,7 @@
-"""Requests per second on ONE worker: authenticated GET /data-manager-api/project (100 projects)
-vs a bare hello-world function, both under functions-framework's gunicorn (WORKERS=1, THREADS=8).
+"""Requests per second on ONE process: authenticated GET /data-manager-api/project (100 projects)
+vs a bare hello-world function, each with 8 worker threads. The api runs as the product serves it,
+``python -m shared.stack --target api`` (the project's waitress-based server, THREADS=8); the
+hello-world reference under functions-framework's CLI (its gunicorn, WORKERS=1, THREADS=8).
 
 The load comes from bench/_loadgen.py in a separate process: 8 keep-alive connections,
 2 s warm-up, then 10 s measured. Every api response's status is counted and every 25th
@@ -46,8 +48,9 @@ def main() -> c.Report:
         facts = c.prepare_data_dir(tmp / "data", identity.issuer)
         token = identity.token("alice")
 
-        print(f"{CONNECTIONS} connections, {WARMUP_S:g} s warm-up, {DURATION_S:g} s measured, "
-              "WORKERS=1 THREADS=8 ...", flush=True)
+        print(f"{CONNECTIONS} connections, {WARMUP_S:g} s warm-up, {DURATION_S:g} s measured; api: "
+              f"shared.stack THREADS={c.THREADS}; hello: functions-framework WORKERS=1 THREADS={c.THREADS} ...",
+              flush=True)
         with c.hello_function(tmp / "hello") as hello_fn:
             hello_fn.wait_200("/")
             hello = load(hello_fn.url + "/")

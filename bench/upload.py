@@ -6,8 +6,9 @@ DM_DATA_DIR). Each of 7 rounds: sync, time ``shutil.copyfile``; sync, time the u
 Content-Length); check the stored file's size and SHA-256; delete both outputs. Round 0 is
 an untimed warm-up: in a VM the first writes of 512 MiB touch fresh memory and are slow
 for whichever goes first; later rounds reuse the freed pages. Meanwhile
-psutil samples the api's process tree (gunicorn master and worker) every 10 ms: peak RSS
-minus the baseline taken after a warm-up upload.
+psutil samples the RSS of the api's process (``python -m shared.stack --target api``, one process:
+its server reads the body, spooling it to a temporary file, and serves the request in a worker
+thread) every 10 ms: peak RSS minus the baseline taken after a warm-up upload.
 """
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ def main() -> c.Report:
     report.figure("copy_mib_s", copy_rate, f"shutil.copyfile: {copy_s:.2f} s = {copy_rate:.0f} MiB/s")
     report.figure("upload_mib_s", upload_rate, f"upload: {upload_s:.2f} s = {upload_rate:.0f} MiB/s")
     report.figure("speed_ratio", upload_rate / copy_rate, f"upload / copy speed: {upload_rate / copy_rate:.2f}")
-    report.figure("baseline_rss_mib", baseline / MiB, f"api process tree RSS after warm-up: {baseline / MiB:.0f} MiB")
+    report.figure("baseline_rss_mib", baseline / MiB, f"api process RSS after warm-up: {baseline / MiB:.0f} MiB")
     report.figure("peak_rss_growth_mib", growth, f"peak RSS growth during upload (max of {ROUNDS}): {growth:.1f} MiB")
     report.figures["rounds_s"] = {"copy": [round(x, 3) for x in copies], "upload": [round(x, 3) for x in uploads]}
     report.target("upload speed vs copy", upload_rate / copy_rate, ">=", TARGET_SPEED_RATIO, "x")

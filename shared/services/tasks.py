@@ -199,8 +199,11 @@ def _object_owner(s: "Session", task: Task) -> str | None:
     """Who owns the object the task is about (None once it is gone)."""
     from shared.db.models import Dataset, Instance, Project, ProjectFile
 
-    model, column = {"DATASET": (Dataset, Dataset.owner), "FILE": (ProjectFile, ProjectFile.owner),
-                     "INSTANCE": (Instance, Instance.owner), "PROJECT": (Project, Project.creator)}[task.purpose]
+    found = {"DATASET": (Dataset, Dataset.owner), "FILE": (ProjectFile, ProjectFile.owner),
+             "INSTANCE": (Instance, Instance.owner), "PROJECT": (Project, Project.creator)}.get(task.purpose)
+    if found is None:  # a purpose with no object of its own
+        return None
+    model, column = found
     return s.scalar(select(column).where(model.id == task.purpose_id))
 
 

@@ -116,6 +116,8 @@ class Settings:
     http_header_timeout_s: int = 10  # a request's line and headers must arrive within this
     http_body_timeout_s: int = 30  # its body within this, plus a second per 64 KiB of it (shared.http_server)
     http_connection_limit: int = 1000  # open connections per server process; more wait to be accepted
+    # shared by the senders of charges and the ledger (shared.events.signing); never printed
+    event_signing_key: str = dataclasses.field(default="", repr=False)
 
     @property
     def base_url(self) -> str:
@@ -177,6 +179,7 @@ _VARIABLES: list[tuple[str, str, Callable[[str], Any]]] = [
     ("http_header_timeout_s", "DM_HTTP_HEADER_TIMEOUT_S", _int("DM_HTTP_HEADER_TIMEOUT_S", 1)),
     ("http_body_timeout_s", "DM_HTTP_BODY_TIMEOUT_S", _int("DM_HTTP_BODY_TIMEOUT_S", 1)),
     ("http_connection_limit", "DM_HTTP_CONNECTION_LIMIT", _int("DM_HTTP_CONNECTION_LIMIT", 1)),
+    ("event_signing_key", "DM_EVENT_SIGNING_KEY", str),
 ]
 
 VARIABLES = [var for _, var, _ in _VARIABLES]

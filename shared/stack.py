@@ -357,6 +357,10 @@ def run(settings: Settings) -> int:
     # glibc's default of an arena per thread lets each of a server's threads keep the memory of its
     # largest upload: with two, a 512 MiB dataset upload grows the api by tens of MiB, not 137
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    if not settings.event_signing_key:  # the monitor signs its charges with it, the ledger checks them
+        from shared.events.signing import local_key
+
+        os.environ["DM_EVENT_SIGNING_KEY"] = local_key(settings.data_dir)
     print("Local stack:")
     print(json.dumps(facts, indent=2), flush=True)
 

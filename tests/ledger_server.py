@@ -37,9 +37,15 @@ class Ledger:
         """POST the contract as a binary-mode CloudEvent, as the broker delivers it."""
         from shared.events import wire
 
-        headers, body = wire.to_http(wire.event_of(contract, id_=id_))
+        headers, body = wire.to_http(self.signed(wire.event_of(contract, id_=id_)))
         assert "ce-specversion" in headers and headers["content-type"] == "application/protobuf"
         return requests.post(self.url + "/event", headers=headers, data=body, timeout=10)
+
+    def signed(self, event):
+        """``event`` signed as the monitor signs what it sends (the ledger takes nothing else)."""
+        from shared.events import signing
+
+        return signing.sign(event, signing.key_of(self.settings))
 
     def server(self):
         from shared.account_server.ledger import LedgerAccountServer
@@ -49,7 +55,11 @@ class Ledger:
 
 @pytest.fixture
 def ledger(settings):
-    """The Account Server API on a real HTTP server, the ledger seeded for the development users."""
+    """The Account Server API on a real HTTP server, the ledger seeded for the development users;
+    it takes only charges signed with its settings' event-signing key."""
+    import dataclasses
+
+    settings = dataclasses.replace(settings, event_signing_key="ledger-test-key")
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
     from werkzeug.wrappers import Response
 

@@ -35,13 +35,24 @@ _BYTES = re.compile(r"(?P<sign>[+-]?)(?P<digits>\d{1,3}(?:,\d{3})+|\d+)")
 _REASONS = {0: "UNSPECIFIED", 1: "DATASET", 2: "PROJECT"}  # StorageReasonEnum
 
 
-def create_consumer(engine: "Engine") -> "Consumer":
-    """The ``ledger`` consumer: processing and storage charges into the ledger's tables."""
+def create_consumer(engine: "Engine", key: bytes | None = None, *, production: bool = False) -> "Consumer":
+    """The ``ledger`` consumer: processing and storage charges into the ledger's tables.
+
+    With a ``key`` only events signed with it are taken (`shared.events.signing`); without
+    one, unsigned events are taken in development and none in production."""
     from shared.db.session import transaction
+    from shared.events import signing
     from shared.events.consumer import Consumer
     from shared.events.contracts import ProcessingCharge, StorageCharge
 
-    consumer = Consumer(CONSUMER)
+    def authenticate(event) -> str | None:
+        if key is None:
+            return "The ledger has no DM_EVENT_SIGNING_KEY: it takes no charges" if production else None
+        if not signing.is_signed(event, key):
+            return f"The event is not signed with the Data Manager's key (its '{signing.ATTRIBUTE}' attribute)"
+        return None
+
+    consumer = Consumer(CONSUMER, authenticate)
 
     @consumer.on(ProcessingCharge)
     def on_processing(event: ProcessingCharge, received) -> None:

@@ -77,8 +77,9 @@ class AccountServerApp:
     @functools.cached_property
     def consumer(self):
         from shared.account_server.receiver import create_consumer
+        from shared.events.signing import key_of
 
-        return create_consumer(self.engine)
+        return create_consumer(self.engine, key_of(self.settings), production=self.settings.mode == "PRODUCTION")
 
     def __call__(self, environ, start_response):
         return self.answer(Request(environ))(environ, start_response)

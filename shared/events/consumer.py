@@ -52,9 +52,11 @@ Handler = Callable[[Contract, Received], None]
 class Consumer:
     """One event function's handlers, one per contract it accepts."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, authenticate: Callable[[wire.WireEvent], str | None] | None = None):
+        """``authenticate(event)`` may refuse an event with a reason (401) before any handler sees it."""
         self.name = name
         self.handlers: dict[str, tuple[type[Contract], Handler]] = {}
+        self.authenticate = authenticate
 
     def on(self, contract: type[C]) -> Callable[[Callable[[C, Received], None]], Callable[[C, Received], None]]:
         """Register the decorated function for every CloudEvent type of ``contract``."""
@@ -79,6 +81,10 @@ class Consumer:
         found = self.handlers.get(event.type)
         if found is None:
             return ({"error": f"This function does not handle events of type {event.type!r}"}, 400)
+        refused = self.authenticate(event) if self.authenticate is not None else None
+        if refused is not None:
+            log.error("Event %s (%s) from %s refused: %s", event.id, event.type, event.source, refused)
+            return ({"error": refused}, 401)
         contract, handler = found
         try:
             handler(contract.from_bytes(event.data, event.type), Received(self.name, event))

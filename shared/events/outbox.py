@@ -84,7 +84,9 @@ class BrokerConnection:
         self.connection: http.client.HTTPConnection | None = None
 
     def post(self, event: WireEvent) -> None:
-        headers, body = to_http(event)
+        from shared.events import signing
+
+        headers, body = to_http(signing.sign(event, signing.process_key()))
         for attempt in (1, 2):
             reused = self.connection is not None
             if self.connection is None:

@@ -316,7 +316,7 @@ def test_unreadable_charges_are_refused_for_good(ledger):
     for event_type in (ProcessingCharge.TYPE, StorageCharge.TYPE):
         event = wire.new_event(event_type, "/data-manager/monitor", b"\xff\x00 not protobuf",
                                content_type="application/protobuf")
-        headers, body = wire.to_http(event)
+        headers, body = wire.to_http(ledger.signed(event))
         resp = requests.post(ledger.url + "/event", headers=headers, data=body, timeout=10)
         assert resp.status_code == 422, resp.text
     product = ledger.product("alice")
@@ -329,6 +329,36 @@ def test_unreadable_charges_are_refused_for_good(ledger):
     headers, body = wire.to_http(other)
     assert requests.post(ledger.url + "/event", headers=headers, data=body, timeout=10).status_code == 400
     assert requests.post(ledger.url + "/event", data=b"hello", timeout=10).status_code == 400
+
+
+def test_only_charges_signed_with_the_data_manager_s_key_are_taken(ledger):
+    import dataclasses
+
+    from sqlalchemy import func, select
+    from werkzeug.test import Client
+
+    from shared.account_server.rest import create_account_server_app
+    from shared.db.models import LedgerProcessingCharge, LedgerStorageCharge
+    from shared.db.session import transaction
+    from shared.events import signing, wire
+
+    product = ledger.product("alice")
+    unsigned = wire.event_of(processing(product, auth_code=77))
+    forged = signing.sign(unsigned, b"a key the Data Manager does not hold")
+    for event in (unsigned, forged, wire.event_of(storage("5", product=product))):
+        headers, body = wire.to_http(event)
+        resp = requests.post(ledger.url + "/event", headers=headers, data=body, timeout=10)
+        assert resp.status_code == 401 and "not signed" in resp.json()["error"], resp.text
+    # in production a ledger without a key takes nothing at all
+    production = create_account_server_app(dataclasses.replace(ledger.settings, event_signing_key="",
+                                                               mode="PRODUCTION"))
+    headers, body = wire.to_http(unsigned)
+    refused = Client(production).post("/event", headers=headers, data=body)
+    assert refused.status_code == 401 and "DM_EVENT_SIGNING_KEY" in refused.get_json()["error"]
+    with transaction(ledger.engine, readonly=True) as s:
+        assert s.scalar(select(func.count()).select_from(LedgerProcessingCharge)) == 0
+        assert s.scalar(select(func.count()).select_from(LedgerStorageCharge)) == 0
+    assert ledger.send(processing(product, auth_code=77)).status_code == 202  # signed: taken
 
 
 def test_storage_charges_keep_the_days_peak_in_whole_units(ledger, as_api, token_for):

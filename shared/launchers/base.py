@@ -78,3 +78,7 @@ class Launcher(Protocol):
     def pod(self, instance_id: str) -> dict | None:
         """The instance's Pod as the API server would show it now (its JSON), or None when
         there is none: for reconciling what no event reported."""
+
+    def pods(self, instance_ids: list[str]) -> dict[str, dict]:
+        """The pods of those instances that have one, by instance id: for reconciling many at
+        once with as few calls as the launcher can make."""

@@ -140,6 +140,14 @@ class KubernetesLauncher:
         finally:
             response.release_conn()
 
+    def pods(self, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """One list call for any number of instances (a pod is named after its instance)."""
+        wanted = set(instance_ids)
+        if not wanted:
+            return {}
+        return {pod["metadata"]["name"]: pod for pod in self.list_instance_pods()
+                if pod.get("metadata", {}).get("name") in wanted}
+
     def list_instance_pods(self) -> list[dict[str, Any]]:
         """Every instance pod in the namespace, as the API's JSON (for reconciliation)."""
         response = self.core.list_namespaced_pod(self.namespace, label_selector=f"{PURPOSE_LABEL}=INSTANCE",

@@ -187,6 +187,10 @@ class LocalLauncher:
         pid = int(container_id[len("local://"):]) if container_id[len("local://"):].isdigit() else None
         return pod if pid is not None and _alive(pid) else None
 
+    def pods(self, instance_ids: list[str]) -> dict[str, dict[str, Any]]:
+        found = {instance_id: self.pod(instance_id) for instance_id in instance_ids}  # no API server: each is cheap
+        return {instance_id: pod for instance_id, pod in found.items() if pod is not None}
+
     # --- for the local stack and tests -----------------------------------------------
 
     def wait(self, instance_id: str, timeout: float | None = None) -> bool:

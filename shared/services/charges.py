@@ -113,16 +113,18 @@ def _close_ended(s: "Session", limit: int) -> list[str]:
                      .join(Project, Project.id == Instance.project_id, isouter=True)
                      .where(Instance.phase.in_(TERMINAL_PHASES), Instance.charges_closed.is_(False),
                             Instance.id.not_in(unsent)).limit(limit)).all()
-    ids = []
-    for instance, product_id in rows:
-        closed = s.execute(update(INSTANCES).where(INSTANCES.c.id == instance.id, INSTANCES.c.charges_closed.is_(False))
-                           .values(charges_closed=True)).rowcount
-        if not closed or not instance.authorisation_code:
-            continue
-        last = s.scalar(select(func.max(InstanceCharge.sqn)).where(InstanceCharge.instance_id == instance.id)) or 0
-        ids.append(outbox.add(s, ProcessingCharge(_message(instance, product_id or "", sqn=last + 1, coins="0",
-                                                           cost="0", eoc=True))).id)
-    return ids
+    if not rows:
+        return []
+    # one UPDATE claims them all: an instance another monitor closed meanwhile is not RETURNed
+    closed = set(s.scalars(update(INSTANCES).where(INSTANCES.c.id.in_([i.id for i, _ in rows]),
+                                                   INSTANCES.c.charges_closed.is_(False))
+                           .values(charges_closed=True).returning(INSTANCES.c.id)))
+    last = dict(s.execute(select(InstanceCharge.instance_id, func.max(InstanceCharge.sqn))
+                          .where(InstanceCharge.instance_id.in_(closed)).group_by(InstanceCharge.instance_id)).all())
+    return outbox.add_all(s, [ProcessingCharge(_message(instance, product_id or "", sqn=(last.get(instance.id) or 0) + 1,
+                                                        coins="0", cost="0", eoc=True))
+                              for instance, product_id in rows
+                              if instance.id in closed and instance.authorisation_code])
 
 
 PERIODS_S = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}

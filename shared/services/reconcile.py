@@ -45,13 +45,16 @@ def reconcile_instances(engine: "Engine", launcher: "Launcher", broker_url: str,
                          .join(InstanceLog, InstanceLog.instance_id == Instance.id, isouter=True)
                          .where(Instance.phase.not_in(TERMINAL_PHASES),
                                 Instance.launched <= now - dt.timedelta(seconds=grace_s))).all()
+    if not rows:
+        return 0
+    try:
+        found = launcher.pods([row.id for row in rows])
+    except Exception:  # noqa: BLE001 - the API server is away: try again next time
+        log.warning("Could not look up the pods of %d instances", len(rows), exc_info=True)
+        return 0
     changed = 0
     for row in rows:
-        try:
-            pod = launcher.pod(row.id)
-        except Exception:  # noqa: BLE001 - the API server is away: try again next time
-            log.warning("Could not look up the pod of %s", row.id, exc_info=True)
-            continue
+        pod = found.get(row.id)
         if pod is not None:
             action = "delete" if (pod.get("metadata") or {}).get("deletionTimestamp") else "update"
             change = PodChange(action, pod)

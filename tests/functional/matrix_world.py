@@ -48,6 +48,9 @@ class StubLauncher:
     def pod(self, instance_id: str):
         return None
 
+    def pods(self, instance_ids):
+        return {}
+
 
 def sdf(name: str) -> bytes:
     return SDF.format(name=name).encode()

@@ -337,3 +337,17 @@ def test_importing_the_launchers_does_not_import_kubernetes():
     code = ("import sys, shared.launchers, shared.launchers.kubernetes, shared.launchers.local; "
             "assert 'kubernetes' not in sys.modules, 'kubernetes imported'")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_the_pods_of_many_instances_take_one_call(launcher, standin):
+    first, second, never = make_spec(), make_spec(is_job=False), make_spec()
+    launcher.launch(first)
+    launcher.launch(second)
+    before = len(standin.requests)
+
+    found = launcher.pods([first.instance_id, second.instance_id, never.instance_id])
+
+    assert sorted(found) == sorted([first.instance_id, second.instance_id])
+    assert found[first.instance_id]["metadata"]["labels"][PURPOSE_LABEL] == "INSTANCE"
+    assert [method for method, _ in standin.requests[before:]] == ["GET"]  # one list, not one read each
+    assert launcher.pods([]) == {} and len(standin.requests) == before + 1

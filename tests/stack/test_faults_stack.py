@@ -1,7 +1,8 @@
 """Faults on the running local stack: a function killed with SIGKILL while work is in flight.
 
 For several seeds, the upload function is killed at a random moment just after dataset uploads
-are accepted, and kew or pbc just after jobs start. The supervisor starts it again, the Broker
+are accepted, kew or pbc just after jobs start, and the monitor while a finished job's charges
+go to the ledger. The supervisor starts it again, the Broker
 retries (or the monitor re-drives what it dead-lettered, or reconciles), and every task ends:
 SUCCESS, or FAILURE with a reason, within END_WITHIN_S. Nothing is charged twice and no staged
 upload is left behind.
@@ -118,3 +119,38 @@ def test_jobs_survive_kew_or_pbc_dying(fault_stack, alice, seed):
     if task["states"][-1]["state"] == "SUCCESS":
         assert Decimal(instance["cost"]) == Decimal(6)  # each COST line once, after the restart too
     assert victim in settled(fault_stack)  # started again, and answering
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_charges_survive_the_monitor_dying(fault_stack, alice, seed):
+    """The monitor is killed (twice) while a finished job's charges are on their way to the ledger:
+    once it is back, the ledger holds them all, closed once, and nothing was charged twice."""
+    from squonk2.as_api import AsApi
+
+    rng = random.Random(seed)
+    product = fault_stack.user("alice")["project_tier_product_id"]
+    project = DmApi.create_project(alice, project_name=f"Billing {seed}", as_tier_product_id=product)
+    assert project.success, project.msg
+    spec = {"collection": "dm-test", "job": "event-and-cost", "version": "1.0.0",
+            "variables": {"outputFile": "out.txt", "count": 3, "cost": "+2"}}
+    rv = DmApi.start_job_instance(alice, project_id=project.msg["project_id"], name="Billed", specification=spec)
+    assert rv.success, rv.msg
+    assert ended(alice, rv.msg["task_id"])["states"][-1]["state"] == "SUCCESS"
+    for _ in range(2):
+        time.sleep(rng.uniform(0, 0.6))
+        kill(fault_stack, "dm-monitor")
+    instance = DmApi.get_instance(alice, instance_id=rv.msg["instance_id"]).msg
+    AsApi.set_api_url(fault_stack.facts["as_api_url"])
+    deadline, mine = time.monotonic() + END_WITHIN_S, []
+    while time.monotonic() < deadline:
+        charges = AsApi.get_product_charges(alice, product_id=product)
+        assert charges.success, charges.msg
+        mine = [c for c in charges.msg["processing_charges"]
+                if c["charge"].get("additional_data", {}).get("instance_id") == instance["id"]]
+        if mine and mine[0]["final"]:
+            break
+        time.sleep(0.3)
+    assert len(mine) == 1 and mine[0]["final"], mine
+    assert Decimal(mine[0]["charge"]["coins"]) == Decimal(instance["coins"])  # each charge once
+    assert mine[0]["post_final_charges"] is False
+    assert "dm-monitor" in settled(fault_stack)  # started again, and answering

@@ -59,3 +59,40 @@ def test_a_projects_storage_is_charged_with_its_bytes(stack, alice, project, tmp
             break
         time.sleep(0.2)
     assert items and items[-1]["additional_data"]["peak_bytes"] >= 54321, items
+
+
+def test_every_monitor_job_twice_by_two_monitors_at_once_changes_no_total(stack, alice, jobs_loaded,  # noqa: F811
+                                                                         project):  # noqa: F811
+    """Beside the stack's own monitor, two more run every job at the same moment, twice: leases and
+    idempotent charges leave the ledger's totals as they were."""
+    import subprocess
+    import sys
+
+    from shared.services.monitor import JOBS
+    from tests.stack.conftest import ROOT
+
+    instance_id, _ = start(alice, project, "event-and-cost", "Twice", outputFile="out.txt", count=2, cost="+3")
+    assert wait_stopped(alice, instance_id)["phase"] == "COMPLETED"
+    env = stack_env(DM_DATA_DIR=str(stack.data_dir), DM_PORT=str(stack.port), K_SINK=stack.facts["broker_url"])
+    assert run_cli(["monitor", "run", "processing-charges"], env, timeout=60).returncode == 0
+    assert run_cli(["monitor", "run", "storage-charges"], env, timeout=60).returncode == 0
+
+    def totals() -> tuple:
+        charges = product_charges(stack, alice)
+        mine = sorted((c["charge"]["sqn"], c["charge"]["coins"], c["final"]) for c in charges["processing_charges"])
+        return mine, charges["coins"], [(i["date"], i["additional_data"]["peak_bytes"])
+                                       for i in charges["storage_charges"]["items"]]
+
+    before = totals()
+    assert any(final for _, _, final in before[0]), before  # the job's charges were all in
+    for _ in range(2):
+        for job in JOBS:
+            both = [subprocess.Popen([sys.executable, "-m", "shared.cli", "monitor", "run", job], cwd=ROOT,
+                                     env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                    for _ in range(2)]
+            for proc in both:
+                out, err = proc.communicate(timeout=60)
+                # the one that finds the job's lease taken says so and does nothing
+                assert proc.returncode == 0 or "holds its lease" in err, (job, out, err)
+    time.sleep(2)  # what they sent has been through the Broker
+    assert totals() == before

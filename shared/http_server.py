@@ -16,7 +16,12 @@ On top of waitress:
 - every error the server answers itself is ``{"error": "..."}`` (application/json), and
   `json_errors` does the same for the HTML error pages of Flask and werkzeug behind it;
 - after an error answer the connection is shut for writing and what the client still sends is
-  read and dropped for `DRAIN_S`, so the answer is not lost to a reset while it is sending.
+  read and dropped for `DRAIN_S`, so the answer is not lost to a reset while it is sending;
+- a body declared larger than `STREAM_ABOVE` (not chunked) reaches the app while it arrives
+  (`StreamedBody`) if a streaming slot is free (a quarter of the threads: the rest stay free for
+  small requests), `STREAM_BUFFER` bytes at most in memory. Its deadline holds (not counting
+  time the app kept it waiting): a late or cut off body raises in the app's reads, the
+  connection closes after the answer; what an app leaves unread is read and dropped.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -35,6 +41,8 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask, WSGITask
 from waitress.utilities import BadRequest, RequestEntityTooLarge, RequestHeaderFieldsTooLarge
 
+from shared.http_streaming import BodyCutOff, BodyTimedOut, StreamedBody
+
 log = logging.getLogger("dm.http")
 access_log = logging.getLogger("dm.access")
 
@@ -43,6 +51,7 @@ SPOOL_IN_MEMORY = 64 * 1024  # a larger body is spooled to a temporary file: 100
 RECV_BYTES = 1024 * 1024  # large reads keep a big upload's spooling cheap
 DRAIN_S = 2.0
 CHECK_EVERY_S = 0.25  # how often the deadlines are looked at (the loop wakes at least every second)
+STREAM_ABOVE = 1024 * 1024  # a larger declared body may reach the app while it arrives
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,8 @@ class Parser(HTTPRequestParser):
 
     started = 0.0  # monotonic time of the request's first byte
     headers_at = None  # ... and of the end of its headers
+    channel = None
+    stream = None  # a StreamedBody: the body goes to the app while it arrives
 
     def __init__(self, adj):
         super().__init__(adj)
@@ -98,6 +109,8 @@ class Parser(HTTPRequestParser):
             if self.headers_finished and self.headers_at is None:
                 self.headers_at = time.monotonic()
                 self._refuse_early()
+                if self.error is None:
+                    consumed += self._stream(data[consumed:])
         if self.error is None:
             return consumed
         # refused: the rest of what came is never parsed as a next request, and no 100 goes out
@@ -120,6 +133,35 @@ class Parser(HTTPRequestParser):
         if refused is not None:
             self.error = RefusedEarly(*refused)
             self.completed = True
+
+
+    def _stream(self, rest: bytes) -> int:
+        """Hand a large body to the app while it arrives, if a streaming slot is free; how much of
+        ``rest`` it took."""
+        channel = self.channel
+        if (channel is None or self.completed or self.chunked or self.content_length <= STREAM_ABOVE
+                or channel.requests or not channel.server.stream_slots.acquire(blocking=False)):
+            return 0
+        if self.expect_continue and not channel.sent_continue:
+            channel.send_continue()  # it marks the request incomplete: completed is set after
+        server = channel.server
+        self.stream = StreamedBody(self.content_length, server.pull_trigger, server.stream_slots.release)
+        self.completed = True  # dispatched now, its body follows
+        taken = self.stream.feed(rest)
+        if self.stream.remaining:
+            channel.streaming = self.stream
+        return taken
+
+    def get_body_stream(self):
+        return self.stream if self.stream is not None else super().get_body_stream()
+
+    def close(self):
+        stream = self.stream
+        if stream is not None:
+            if stream.remaining and self.channel is not None:
+                self.channel.linger = True  # should it close, the client is still sending
+            stream.close()
+        super().close()
 
 
 def error_body(message: str) -> bytes:
@@ -148,7 +190,18 @@ def _printable(text: str, limit: int = 2000) -> str:
     return text[:limit].encode("unicode_escape").decode("ascii")  # no control characters in the log
 
 
-class LoggedTask(WSGITask):
+class Task(WSGITask):
+    """A request served by the app; the connection closes after a streamed body that broke."""
+
+    def finish(self):
+        stream = self.request.stream
+        if stream is not None and stream.error is not None:
+            self.channel.linger = True
+            self.set_close_on_finish()
+        super().finish()
+
+
+class LoggedTask(Task):
     """A request served by the app, with a line in the access log."""
 
     def service(self):
@@ -166,9 +219,25 @@ class Channel(HTTPChannel):
     """One connection: JSON errors, the parser above, and a lingering close after an error."""
 
     error_task_class = JsonErrorTask
-    parser_class = Parser
+    task_class = Task
     linger = False  # an error was answered: drain what the client still sends before closing
     draining_until = None
+    streaming = None  # the StreamedBody still arriving on this connection
+
+    def parser_class(self, adj):  # waitress calls self.parser_class(adj): the parser gets its channel
+        parser = Parser(adj)
+        parser.channel = self
+        return parser
+
+    def received(self, data):
+        stream = self.streaming
+        if stream is None:
+            return super().received(data)
+        taken = stream.feed(data)
+        if stream.remaining:
+            return True
+        self.streaming = None
+        return super().received(data[taken:]) if taken < len(data) else True
 
     def refuse(self, status: HTTPStatus, message: str) -> None:
         """Answer a request still arriving (no task runs for it), then close: from the main loop only."""
@@ -182,7 +251,12 @@ class Channel(HTTPChannel):
         self.linger = True
 
     def readable(self):
-        return True if self.draining_until is not None else super().readable()
+        if self.draining_until is not None:
+            return True
+        stream = self.streaming
+        if stream is not None:
+            return not (self.will_close or self.close_when_flushed) and stream.room(self.adj.recv_bytes)
+        return super().readable()
 
     def writable(self):
         return self.will_close if self.draining_until is not None else super().writable()
@@ -194,6 +268,8 @@ class Channel(HTTPChannel):
             self.handle_close()
 
     def handle_close(self):
+        if self.streaming is not None:
+            self.streaming.fail(BodyCutOff("The connection closed before the whole request body arrived"))
         if self.linger and self.draining_until is None and self.connected and self.socket is not None:
             try:
                 self.socket.shutdown(socket.SHUT_WR)
@@ -215,6 +291,7 @@ class Server(TcpWSGIServer):
     channel_class = Channel
     limits = Limits()
     _next_check = 0.0
+    stream_slots = threading.BoundedSemaphore(0)  # bodies that go to the app while they arrive, at once
 
     def readable(self):
         now = time.monotonic()
@@ -230,6 +307,9 @@ class Server(TcpWSGIServer):
                 if now > channel.draining_until:
                     channel.will_close = True
                 continue
+            if channel.streaming is not None:
+                self._stream_deadline(channel, now)
+                continue
             request = channel.request
             if request is None or request.completed or channel.requests or channel.close_when_flushed:
                 continue  # nothing arriving, or a request being served
@@ -240,6 +320,19 @@ class Server(TcpWSGIServer):
             elif now - request.headers_at > limits.body_timeout_s + request.body_bytes_received / MIN_BODY_RATE:
                 channel.refuse(HTTPStatus.REQUEST_TIMEOUT, "The request body did not arrive in time: "
                                f"{limits.body_timeout_s:g} s and one more second for every {MIN_BODY_RATE} bytes")
+
+
+    def _stream_deadline(self, channel, now: float) -> None:
+        """A streamed body: the reads in the app raise once it is late, and the connection closes
+        when its request has ended."""
+        stream, limits = channel.streaming, self.limits
+        arrived = stream.length - stream.remaining
+        late = now - stream.waited(now) - stream.started > limits.body_timeout_s + arrived / MIN_BODY_RATE
+        if late and stream.error is None:
+            stream.fail(BodyTimedOut(f"The request body did not arrive in time: {limits.body_timeout_s:g} s "
+                                     f"and one more second for every {MIN_BODY_RATE} bytes"))
+        if stream.error is not None and stream.closed and not channel.close_when_flushed:
+            channel.linger = channel.close_when_flushed = True
 
 
 def create_server(app, host: str, port: int, limits: Limits = Limits(), access: bool = True,
@@ -263,6 +356,7 @@ def create_server(app, host: str, port: int, limits: Limits = Limits(), access: 
     adj.refuse_early = refuse_early
     server = Server(app, adj=adj)
     server.limits = limits
+    server.stream_slots = threading.BoundedSemaphore(max(1, limits.threads // 4))  # most threads: small requests
     if access:
         server.channel_class = type("LoggedChannel", (Channel,), {"task_class": LoggedTask})
     return server

@@ -334,6 +334,9 @@ class _StreamBody:
         # The request's stream, not a new one: the framework reads it again after
         # the response and must find it at its end.
         self.stream = stream
+        readinto = getattr(stream, "readinto", None)
+        if readinto is not None:  # waitress's streamed body, a spooled file: no bytes object between
+            self.readinto = readinto
 
     def readinto(self, target: memoryview) -> int:
         data = self.stream.read(len(target))

@@ -36,7 +36,9 @@ class MonitorJob:
     name: str
     run: Callable[[Any], int]  # (services: .engine, .storage, .settings, .launcher) -> how much it did
     every_s: float  # the local stack's default interval; the PingSource schedules say the same
-    lease_s: float = 600.0  # how long one run may hold the job before another monitor may take it
+    # how long a run holds the job without renewing it: short, so a monitor killed mid-run delays the
+    # job by seconds, not minutes; a run renews it every third of that while it goes on
+    lease_s: float = 30.0
 
 
 def _housekeeping(name: str) -> Callable[[Any], int]:
@@ -80,6 +82,38 @@ def take_lease(engine: "Engine", job: MonitorJob, holder: str, now: dt.datetime 
     return bool(taken)
 
 
+def renew_lease(engine: "Engine", job: MonitorJob, holder: str) -> bool:
+    """Extend a lease this holder still holds; False when it has lost it."""
+    with transaction(engine) as s:
+        return bool(s.execute(update(MonitorLease).where(MonitorLease.job == job.name, MonitorLease.holder == holder)
+                              .values(expires=utcnow() + dt.timedelta(seconds=job.lease_s))).rowcount)
+
+
+def _keep_lease(engine: "Engine", job: MonitorJob, holder: str) -> Callable[[], None]:
+    """Renew the lease in the background while the job runs; returns what stops that."""
+    import threading
+
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(job.lease_s / 3):
+            try:
+                if not renew_lease(engine, job, holder):
+                    log.warning("Monitor job %s lost its lease while running", job.name)
+                    return
+            except Exception:  # noqa: BLE001 - the database is away: the next try may work
+                log.warning("Could not renew the lease of monitor job %s", job.name, exc_info=True)
+
+    thread = threading.Thread(target=renew, name=f"dm-lease-{job.name}", daemon=True)
+    thread.start()
+
+    def done() -> None:
+        stop.set()
+        thread.join()
+
+    return done
+
+
 def release_lease(engine: "Engine", job: MonitorJob, holder: str, error: str | None) -> None:
     with transaction(engine) as s:
         s.execute(update(MonitorLease).where(MonitorLease.job == job.name, MonitorLease.holder == holder)
@@ -96,9 +130,11 @@ def run_job(services: Any, name: str, holder: str | None = None) -> int | None:
     if not take_lease(services.engine, job, holder):
         log.info("Monitor job %s is running elsewhere", name)
         return None
+    stop_renewing = _keep_lease(services.engine, job, holder)
     try:
         done = job.run(services)
     except Exception as exc:
+        stop_renewing()
         trace = traceback.format_exc()
         release_lease(services.engine, job, holder, f"{type(exc).__name__}: {exc}"[:2000])
         log.exception("Monitor job %s failed", name)
@@ -106,5 +142,6 @@ def run_job(services: Any, name: str, holder: str | None = None) -> int | None:
             service_errors.record(s, origin="monitor", summary=f"Monitor job {name} failed: {exc}",
                                   stack_trace=trace)
         raise
+    stop_renewing()
     release_lease(services.engine, job, holder, None)
     return done

@@ -338,3 +338,26 @@ def test_an_unchanged_size_is_not_sent_again_within_the_hour(api, alice):
                      content_type="multipart/form-data").status_code == 201
     assert run(api, "storage-charges") == 1  # the project grew
     assert charges.RESEND_AFTER.total_seconds() < 3600  # each hour's peak is still sent
+
+
+def test_a_running_job_renews_its_short_lease(api, monkeypatch):
+    """A run longer than its lease keeps the job: a killed monitor holds it seconds, not minutes."""
+    import dataclasses
+    import time as clock
+
+    from shared.services import monitor
+
+    engine = api.services.engine
+    job = dataclasses.replace(monitor.JOBS["redeliver-events"], lease_s=0.6)
+    seen = []
+
+    def slow(services):
+        clock.sleep(1.5)  # more than twice its lease
+        seen.append(monitor.take_lease(engine, job, "intruder"))
+        return 1
+
+    monkeypatch.setitem(monitor.JOBS, job.name, dataclasses.replace(job, run=slow))
+    assert monitor.run_job(api.services, job.name, holder="runner") == 1
+    assert seen == [False]  # renewed all along: no one else could take it
+    assert monitor.take_lease(engine, job, "next")  # released at the end
+    assert monitor.renew_lease(engine, job, "next") and not monitor.renew_lease(engine, job, "runner")

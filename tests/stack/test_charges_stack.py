@@ -50,7 +50,11 @@ def test_a_projects_storage_is_charged_with_its_bytes(stack, alice, project, tmp
     rv = DmApi.put_unmanaged_project_files(alice, project_id=project, project_files=str(data), project_path="/")
     assert rv.success, rv.msg
     env = stack_env(DM_DATA_DIR=str(stack.data_dir), DM_PORT=str(stack.port), K_SINK=stack.facts["broker_url"])
-    done = run_cli(["monitor", "run", "storage-charges"], env, timeout=60)
+    for _ in range(20):  # the stack's own monitor may hold the job's lease for a moment
+        done = run_cli(["monitor", "run", "storage-charges"], env, timeout=60)
+        if "holds its lease" not in done.stderr:
+            break
+        time.sleep(0.5)
     assert done.returncode == 0, done.stderr
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -74,8 +78,6 @@ def test_every_monitor_job_twice_by_two_monitors_at_once_changes_no_total(stack,
     instance_id, _ = start(alice, project, "event-and-cost", "Twice", outputFile="out.txt", count=2, cost="+3")
     assert wait_stopped(alice, instance_id)["phase"] == "COMPLETED"
     env = stack_env(DM_DATA_DIR=str(stack.data_dir), DM_PORT=str(stack.port), K_SINK=stack.facts["broker_url"])
-    assert run_cli(["monitor", "run", "processing-charges"], env, timeout=60).returncode == 0
-    assert run_cli(["monitor", "run", "storage-charges"], env, timeout=60).returncode == 0
 
     def totals() -> tuple:
         charges = product_charges(stack, alice)
@@ -83,6 +85,10 @@ def test_every_monitor_job_twice_by_two_monitors_at_once_changes_no_total(stack,
         return mine, charges["coins"], [(i["date"], i["additional_data"]["peak_bytes"])
                                        for i in charges["storage_charges"]["items"]]
 
+    deadline = time.monotonic() + CHARGES_WITHIN_S  # the stack's own monitor (every job each second) sends them
+    while not any(final for _, _, final in totals()[0]) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # and has measured the project's storage since the job wrote its output
     before = totals()
     assert any(final for _, _, final in before[0]), before  # the job's charges were all in
     for _ in range(2):

@@ -5,34 +5,21 @@ from __future__ import annotations
 import importlib
 import json
 import socket
-import threading
 
 import pytest
 
 from shared.config import API_PREFIX
-from shared.http_server import Limits, create_server
+from shared.http_server import Limits
 from shared.stack import refuse_without_token
+from tests.http_kit import echo, serving
 
 LIMITS = Limits(threads=2, connection_limit=20, idle_timeout_s=5, header_timeout_s=5.0, body_timeout_s=5.0)
 
 
-def echo(environ, start_response):
-    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-    start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))])
-    return [body]
-
-
 @pytest.fixture(scope="module")
 def server():
-    running = create_server(echo, "127.0.0.1", 0, LIMITS, access=False, refuse_early=refuse_without_token)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    yield running
-    from waitress import wasyncore
-
-    running.task_dispatcher.shutdown(timeout=2)
-    running.trigger.pull_trigger(lambda: wasyncore.close_all(running._map))
-    thread.join(5)
+    with serving(echo, LIMITS, access=False, refuse_early=refuse_without_token) as running:
+        yield running
 
 
 def answer(sock: socket.socket) -> tuple[int, bytes]:

@@ -11,29 +11,17 @@ import time
 
 import pytest
 
-from shared.http_server import Limits, create_server, json_errors
+from shared.http_server import Limits, json_errors
+from tests.http_kit import echo, serving
 
 LIMITS = Limits(threads=4, connection_limit=100, idle_timeout_s=2, header_timeout_s=1.0, body_timeout_s=1.0,
                 max_request_line=1024, max_header_bytes=4096, max_body_bytes=10_000)
 
 
-def echo(environ, start_response):
-    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-    start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))])
-    return [body]
-
-
 @pytest.fixture(scope="module")
 def server():
-    running = create_server(echo, "127.0.0.1", 0, LIMITS)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    yield running
-    from waitress import wasyncore
-
-    running.task_dispatcher.shutdown(timeout=2)
-    running.trigger.pull_trigger(lambda: wasyncore.close_all(running._map))
-    thread.join(5)
+    with serving(echo, LIMITS) as running:
+        yield running
 
 
 def connect(server) -> socket.socket:
@@ -149,10 +137,7 @@ def test_a_body_that_trickles_gets_408_at_the_body_deadline(server):
 
 def test_a_body_that_keeps_up_is_not_cut_off(server):
     """2.5 s of sending against a 1 s body deadline: each 64 KiB that arrives earns a second."""
-    big = create_server(echo, "127.0.0.1", 0, Limits(threads=2, body_timeout_s=1.0, max_body_bytes=10**7))
-    thread = threading.Thread(target=big.run, daemon=True)
-    thread.start()
-    try:
+    with serving(echo, Limits(threads=2, body_timeout_s=1.0, max_body_bytes=10**7)) as big:
         with socket.create_connection(("127.0.0.1", big.effective_port), timeout=10) as sock:
             chunk, rounds = b"k" * 40_000, 10
             sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n"
@@ -162,12 +147,6 @@ def test_a_body_that_keeps_up_is_not_cut_off(server):
                 time.sleep(0.25)
             status, _, body = split(read_all(sock))
         assert status == 200 and len(body) == len(chunk) * rounds
-    finally:
-        from waitress import wasyncore
-
-        big.task_dispatcher.shutdown(timeout=2)
-        big.trigger.pull_trigger(lambda: wasyncore.close_all(big._map))
-        thread.join(5)
 
 
 def test_an_idle_connection_is_closed_after_the_idle_timeout(server):

@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from shared.http_server import STREAM_ABOVE, Limits, create_server
+from shared.http_server import STREAM_ABOVE, Limits
 from shared.http_streaming import STREAM_BUFFER, StreamedBody
+from tests.http_kit import serving
 
 LIMITS = Limits(threads=4, connection_limit=50, idle_timeout_s=10, header_timeout_s=5.0, body_timeout_s=1.0,
                 max_body_bytes=256 * 1024**2)
@@ -55,15 +56,8 @@ def app(environ, start_response):
 
 @pytest.fixture(scope="module")
 def server():
-    running = create_server(app, "127.0.0.1", 0, LIMITS, access=False)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    yield running
-    from waitress import wasyncore
-
-    running.task_dispatcher.shutdown(timeout=2)
-    running.trigger.pull_trigger(lambda: wasyncore.close_all(running._map))
-    thread.join(5)
+    with serving(app, LIMITS, access=False) as running:
+        yield running
 
 
 @pytest.fixture(autouse=True)

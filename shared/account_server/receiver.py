@@ -23,7 +23,7 @@ from shared.account_server.coins import decimal
 from shared.errors import PermanentFailure
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.orm import Session
 
     from shared.events.consumer import Consumer
@@ -40,7 +40,7 @@ def create_consumer(engine: "Engine", key: bytes | None = None, *, production: b
 
     With a ``key`` only events signed with it are taken (`shared.events.signing`); without
     one, unsigned events are taken in development and none in production."""
-    from shared.db.session import transaction
+    from shared.db.session import core_transaction
     from shared.events import signing
     from shared.events.consumer import Consumer
     from shared.events.contracts import ProcessingCharge, StorageCharge
@@ -56,13 +56,13 @@ def create_consumer(engine: "Engine", key: bytes | None = None, *, production: b
 
     @consumer.on(ProcessingCharge)
     def on_processing(event: ProcessingCharge, received) -> None:
-        with transaction(engine) as s:
+        with core_transaction(engine) as s:
             if received.claim(s):
                 record_processing(s, event.message)
 
     @consumer.on(StorageCharge)
     def on_storage(event: StorageCharge, received) -> None:
-        with transaction(engine) as s:
+        with core_transaction(engine) as s:
             if received.claim(s):
                 record_storage(s, event.message)
 
@@ -83,7 +83,7 @@ def digest(message: Any) -> str:
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).hexdigest()
 
 
-def record_processing(s: "Session", message: Any, now: dt.datetime | None = None) -> bool:
+def record_processing(s: "Session | Connection", message: Any, now: dt.datetime | None = None) -> bool:
     """Keep one ``MerchantProcessingChargeMessage``; False when it was kept before."""
     from sqlalchemy import select
 
@@ -122,7 +122,7 @@ def parse_bytes(text: str) -> tuple[int, bool]:
     return (-value if match["sign"] == "-" else value), bool(match["sign"])
 
 
-def record_storage(s: "Session", message: Any, now: dt.datetime | None = None) -> None:
+def record_storage(s: "Session | Connection", message: Any, now: dt.datetime | None = None) -> None:
     """Apply one ``MerchantStorageChargeMessage`` to today's row of its payer, reason and item."""
     from sqlalchemy import select
 

@@ -7,7 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.orm import Session
 
 _engines: dict[str, "Engine"] = {}
@@ -37,7 +37,8 @@ def make_engine(url: str) -> "Engine":
             # Writers take the write lock up front (no deadlock-prone lock upgrades);
             # readers stay concurrent under WAL.
             readonly = conn.get_execution_options().get("dm_readonly", False)
-            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+            # straight to the driver: this runs for every transaction, and needs no result
+            conn.connection.driver_connection.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         @event.listens_for(engine, "reset")
         def _sqlite_reset(dbapi_conn, _record, _state):
@@ -109,6 +110,18 @@ def dispose_engines() -> None:
 
 
 @contextlib.contextmanager
+def _write_turn(engine: "Engine", readonly: bool) -> Iterator[None]:
+    lock = None if readonly else getattr(engine, "dm_write_lock", None)
+    # bounded as SQLite's own wait: past it, BEGIN IMMEDIATE waits its 30 s and fails as before
+    queued = lock is not None and lock.acquire(timeout=30)
+    try:
+        yield
+    finally:
+        if queued:
+            lock.release()
+
+
+@contextlib.contextmanager
 def transaction(engine: "Engine", *, readonly: bool = False) -> Iterator["Session"]:
     """A Session in one transaction: commit on exit, roll back on raise.
 
@@ -117,24 +130,25 @@ def transaction(engine: "Engine", *, readonly: bool = False) -> Iterator["Sessio
     from sqlalchemy.orm import Session
 
     bind = engine.execution_options(dm_readonly=True) if readonly else engine
-    lock = None if readonly else getattr(engine, "dm_write_lock", None)
-    # bounded as SQLite's own wait: past it, BEGIN IMMEDIATE waits its 30 s and fails as before
-    queued = lock is not None and lock.acquire(timeout=30)
-    try:
-        with Session(bind, expire_on_commit=False) as session, session.begin():
-            yield session
-    finally:
-        if queued:
-            lock.release()
+    with _write_turn(engine, readonly), Session(bind, expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+@contextlib.contextmanager
+def core_transaction(engine: "Engine") -> Iterator["Connection"]:
+    """A Core connection in one write transaction, for hot paths that map no objects (the
+    ledger's receiver): the locking of ``transaction`` without the ORM's bookkeeping."""
+    with _write_turn(engine, False), engine.begin() as connection:
+        yield connection
 
 
 _insert_new: dict[tuple[str, str], object] = {}
 
 
-def insert_new(s: "Session", table, values: dict) -> bool:
+def insert_new(s: "Session | Connection", table, values: dict) -> bool:
     """INSERT … ON CONFLICT DO NOTHING of one row; True when it was new. The statement is built once
     per table and dialect, and the values go as bound parameters (no per-row compilation)."""
-    dialect = s.get_bind().dialect.name
+    dialect = (s.dialect if hasattr(s, "dialect") else s.get_bind().dialect).name  # a Connection or a Session
     statement = _insert_new.get((dialect, table.name))
     if statement is None:
         if dialect == "postgresql":

@@ -93,13 +93,14 @@ class Seeder:
         from shared.jobs import definitions
         from shared.services import jobs, projects
         from shared.stack import prepare
-        from shared.storage import create_storage
+        from shared.storage import create_routed_storage
         from shared.account_server.ledger import LedgerAccountServer
 
         self.settings = Settings(data_dir=data_dir, database_url=url)
         facts = prepare(self.settings)  # migrates (shared.db.migrate.upgrade) and seeds the ledger
         self.engine = get_engine(url)
-        self.storage = create_storage(self.settings.storage_url)
+        self.storage = create_routed_storage(str(self.settings.project_volume_path),
+                                             self.settings.dataset_store_url)
         self.alice = Principal("alice", frozenset(), False, "")
         admin = Principal("admin", frozenset(), True, "")
         grant = LedgerAccountServer(self.settings, self.engine).authorise_project_tier(

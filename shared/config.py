@@ -65,7 +65,7 @@ def _database_url(name: str) -> Callable[[str], str]:
     return parse
 
 
-def _storage(name: str) -> Callable[[str], str]:
+def _dataset_store(name: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw.startswith("s3://"):
             if len(raw) <= len("s3://") or raw[len("s3://")] == "/":
@@ -75,6 +75,33 @@ def _storage(name: str) -> Callable[[str], str]:
         return raw
 
     return parse
+
+
+def _project_volume(name: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if "://" in raw:
+            raise ConfigError(
+                f"{name} must be a folder path, not {raw!r}: project files must be on a file system "
+                "that jobs mount; put datasets in an object store with DM_DATASET_STORE"
+            )
+        return raw
+
+    return parse
+
+
+def _check_storage(env: Mapping[str, str], values: dict[str, Any]) -> None:
+    """Refuse the retired DM_STORAGE, and a cluster without the claim's mount path."""
+    if "DM_STORAGE" in env:
+        raise ConfigError(
+            "DM_STORAGE is no longer read: it is replaced by DM_PROJECT_VOLUME (the folder holding "
+            "each project's files, which jobs mount; in a cluster the mount path of the DM_PROJECT_CLAIM "
+            "claim) and DM_DATASET_STORE (a folder or s3://bucket[/prefix] for dataset versions)"
+        )
+    if values.get("launcher") == "kubernetes" and not values.get("project_volume"):
+        raise ConfigError(
+            "DM_LAUNCHER=kubernetes needs DM_PROJECT_VOLUME set: the path where the claim named by "
+            "DM_PROJECT_CLAIM is mounted, so that job pods see the project files"
+        )
 
 
 def _url(name: str) -> Callable[[str], str]:
@@ -93,7 +120,10 @@ class Settings:
     port: int = 8080
     data_dir: Path = Path("var")
     database_url: str = ""  # empty: SQLite file under data_dir
-    storage: str = ""  # empty: folder under data_dir; or s3://bucket/prefix
+    # each project's folder is <project_volume>/<project-id>; in a cluster the mount path of
+    # project_claim, so a pod's subPath (the project id) is the same folder. Empty: data_dir/store/projects
+    project_volume: str = ""
+    dataset_store: str = ""  # a folder or s3://bucket/prefix; empty: data_dir/store
     s3_endpoint_url: str = ""  # for S3-compatible stores (and moto in tests)
     oidc_issuer: str = ""  # empty: the local stack's development provider
     oidc_audience: str = "data-manager-api"
@@ -111,6 +141,8 @@ class Settings:
     launcher: str = "local"  # where instances run: local processes, or pods through the Kubernetes API
     kubernetes_namespace: str = "data-manager"  # where instance pods are made
     project_claim: str = "project"  # the PersistentVolumeClaim holding every project (kubernetes)
+    ingress_host: str = ""  # kubernetes: the host of applications' Ingresses (their URLs); empty: none made
+    ingress_class: str = "nginx"  # kubernetes: the ingressClassName of applications' Ingresses
     api_log_days: int = 90  # API-log entries older than this many days are pruned by the monitor
     http_idle_timeout_s: int = 30  # a connection that sends nothing this long is closed
     http_header_timeout_s: int = 10  # a request's line and headers must arrive within this
@@ -137,8 +169,12 @@ class Settings:
         return self.data_dir / "pod-logs"
 
     @property
-    def storage_url(self) -> str:
-        return self.storage or str((self.data_dir / "store").resolve())
+    def project_volume_path(self) -> Path:
+        return Path(self.project_volume or self.data_dir / "store" / "projects").resolve()
+
+    @property
+    def dataset_store_url(self) -> str:
+        return self.dataset_store or str((self.data_dir / "store").resolve())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -148,6 +184,7 @@ class Settings:
             raw = env.get(var)
             if raw is not None:
                 values[field] = parse(raw)
+        _check_storage(env, values)
         return cls(**values)
 
 
@@ -156,7 +193,8 @@ _VARIABLES: list[tuple[str, str, Callable[[str], Any]]] = [
     ("port", "DM_PORT", _int("DM_PORT", 1)),
     ("data_dir", "DM_DATA_DIR", Path),
     ("database_url", "DM_DATABASE_URL", _database_url("DM_DATABASE_URL")),
-    ("storage", "DM_STORAGE", _storage("DM_STORAGE")),
+    ("project_volume", "DM_PROJECT_VOLUME", _project_volume("DM_PROJECT_VOLUME")),
+    ("dataset_store", "DM_DATASET_STORE", _dataset_store("DM_DATASET_STORE")),
     ("s3_endpoint_url", "DM_S3_ENDPOINT_URL", _url("DM_S3_ENDPOINT_URL")),
     ("oidc_issuer", "DM_OIDC_ISSUER", _url("DM_OIDC_ISSUER")),
     ("oidc_audience", "DM_OIDC_AUDIENCE", str),
@@ -174,6 +212,8 @@ _VARIABLES: list[tuple[str, str, Callable[[str], Any]]] = [
     ("launcher", "DM_LAUNCHER", _choice("DM_LAUNCHER", "local", "kubernetes")),
     ("kubernetes_namespace", "DM_KUBERNETES_NAMESPACE", str),
     ("project_claim", "DM_PROJECT_CLAIM", str),
+    ("ingress_host", "DM_INGRESS_HOST", str),
+    ("ingress_class", "DM_INGRESS_CLASS", str),
     ("api_log_days", "DM_API_LOG_DAYS", _int("DM_API_LOG_DAYS", 1)),
     ("http_idle_timeout_s", "DM_HTTP_IDLE_TIMEOUT_S", _int("DM_HTTP_IDLE_TIMEOUT_S", 1)),
     ("http_header_timeout_s", "DM_HTTP_HEADER_TIMEOUT_S", _int("DM_HTTP_HEADER_TIMEOUT_S", 1)),

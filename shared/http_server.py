@@ -21,7 +21,10 @@ On top of waitress:
   (`StreamedBody`) if a streaming slot is free (a quarter of the threads: the rest stay free for
   small requests), `STREAM_BUFFER` bytes at most in memory. Its deadline holds (not counting
   time the app kept it waiting): a late or cut off body raises in the app's reads, the
-  connection closes after the answer; what an app leaves unread is read and dropped.
+  connection closes after the answer; what an app leaves unread is read and dropped;
+- a request asking for ``Upgrade: websocket`` may become a tunnel (``upgrade``, see `create_server`
+  and `shared.http_tunnel`): its head goes to a backend and the bytes are then spliced both ways in
+  the server's loop until either side closes, held to no idle deadline.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ from waitress.task import ErrorTask, WSGITask
 from waitress.utilities import BadRequest, RequestEntityTooLarge, RequestHeaderFieldsTooLarge
 
 from shared.http_streaming import BodyCutOff, BodyTimedOut, StreamedBody
+# Upgrade and Refusal, the answers of an ``upgrade`` hook, are named from here too
+from shared.http_tunnel import TUNNEL_BUFFER, Refusal, TunnelChannel, Upgrade, printable as _printable  # noqa: F401
 
 log = logging.getLogger("dm.http")
 access_log = logging.getLogger("dm.access")
@@ -155,6 +160,12 @@ class Parser(HTTPRequestParser):
     def get_body_stream(self):
         return self.stream if self.stream is not None else super().get_body_stream()
 
+    raw_head = b""  # the request line and headers as they came (a tunnel forwards them)
+
+    def parse_header(self, header_plus):
+        self.raw_head = header_plus
+        return super().parse_header(header_plus)
+
     def close(self):
         stream = self.stream
         if stream is not None:
@@ -186,10 +197,6 @@ class JsonErrorTask(ErrorTask):
                         error.code, len(body))
 
 
-def _printable(text: str, limit: int = 2000) -> str:
-    return text[:limit].encode("unicode_escape").decode("ascii")  # no control characters in the log
-
-
 class Task(WSGITask):
     """A request served by the app; the connection closes after a streamed body that broke."""
 
@@ -215,12 +222,14 @@ class LoggedTask(Task):
                                 self.status.split(" ", 1)[0], self.content_bytes_written, time.perf_counter() - started)
 
 
-class Channel(HTTPChannel):
-    """One connection: JSON errors, the parser above, and a lingering close after an error."""
+class Channel(TunnelChannel, HTTPChannel):
+    """One connection: JSON errors, the parser above, a lingering close after an error, and tunnels."""
 
     error_task_class = JsonErrorTask
-    task_class = Task
-    linger = False  # an error was answered: drain what the client still sends before closing
+    plain_task_class = Task
+    linger = False
+    tunnelling = False  # an upgrade became a tunnel: set from the worker thread, before `tunnel` is
+    tunnel = None  # the backend's `_TunnelEnd`, once it is in the loop  # an error was answered: drain what the client still sends before closing
     draining_until = None
     streaming = None  # the StreamedBody still arriving on this connection
 
@@ -230,6 +239,9 @@ class Channel(HTTPChannel):
         return parser
 
     def received(self, data):
+        if self.tunnelling:
+            self.tunnel.pending += data
+            return True
         stream = self.streaming
         if stream is None:
             return super().received(data)
@@ -253,6 +265,10 @@ class Channel(HTTPChannel):
     def readable(self):
         if self.draining_until is not None:
             return True
+        if self.tunnelling:
+            tunnel = self.tunnel
+            return (tunnel is not None and tunnel.connected and not (self.will_close or self.close_when_flushed)
+                    and len(tunnel.pending) < TUNNEL_BUFFER)
         stream = self.streaming
         if stream is not None:
             return not (self.will_close or self.close_when_flushed) and stream.room(self.adj.recv_bytes)
@@ -268,6 +284,10 @@ class Channel(HTTPChannel):
             self.handle_close()
 
     def handle_close(self):
+        tunnel = self.tunnel
+        if tunnel is not None:
+            self.tunnel = None
+            tunnel.close()
         if self.streaming is not None:
             self.streaming.fail(BodyCutOff("The connection closed before the whole request body arrived"))
         if self.linger and self.draining_until is None and self.connected and self.socket is not None:
@@ -299,6 +319,13 @@ class Server(TcpWSGIServer):
             self._next_check = now + CHECK_EVERY_S
             self.enforce_deadlines(now)
         return super().readable()
+
+    def maintenance(self, now):
+        """waitress's idle cut-off, for every connection but a tunnel (a quiet WebSocket is alive)."""
+        cutoff = now - self.adj.channel_timeout
+        for channel in self.active_channels.values():
+            if not channel.requests and not channel.tunnelling and channel.last_activity < cutoff:
+                channel.will_close = True
 
     def enforce_deadlines(self, now: float) -> None:
         limits = self.limits
@@ -336,12 +363,17 @@ class Server(TcpWSGIServer):
 
 
 def create_server(app, host: str, port: int, limits: Limits = Limits(), access: bool = True,
-                  refuse_early=None) -> Server:
+                  refuse_early=None, upgrade=None) -> Server:
     """A bound `Server` for a WSGI app; ``run()`` serves until SystemExit or KeyboardInterrupt.
 
     ``refuse_early(method, path, headers)`` (headers as waitress holds them: ``AUTHORIZATION``…)
     may answer ``(status, message)`` for a request declaring a body, which is then refused
-    before its body is read; it runs in the server's loop, so it must be quick and never block."""
+    before its body is read; it runs in the server's loop, so it must be quick and never block.
+
+    ``upgrade(request)`` is asked about each complete request with an ``Upgrade`` header, in a worker
+    thread (``request``: waitress's parser, with ``command``, ``path``, ``query``, ``request_uri``,
+    ``headers`` and ``raw_head``): None serves it through the app as any other request; `Upgrade`
+    makes the connection a tunnel to a backend; `Refusal` answers it with a JSON error."""
     from waitress.adjustments import Adjustments
 
     raise_open_files_limit(2 * limits.connection_limit + 256)  # a socket and a spooled body each
@@ -354,11 +386,12 @@ def create_server(app, host: str, port: int, limits: Limits = Limits(), access: 
         clear_untrusted_proxy_headers=False)
     adj.max_request_line = limits.max_request_line
     adj.refuse_early = refuse_early
+    adj.upgrade = upgrade
     server = Server(app, adj=adj)
     server.limits = limits
     server.stream_slots = threading.BoundedSemaphore(max(1, limits.threads // 4))  # most threads: small requests
     if access:
-        server.channel_class = type("LoggedChannel", (Channel,), {"task_class": LoggedTask})
+        server.channel_class = type("LoggedChannel", (Channel,), {"plain_task_class": LoggedTask})
     return server
 
 

@@ -37,9 +37,11 @@ class ProcessServices:
 
     @functools.cached_property
     def storage(self) -> "Storage":
-        from shared.storage import create_storage
+        from shared.storage import create_routed_storage
 
-        return create_storage(self.settings.storage_url, self.settings.s3_endpoint_url)
+        settings = self.settings
+        return create_routed_storage(str(settings.project_volume_path), settings.dataset_store_url,
+                                     settings.s3_endpoint_url)
 
     @functools.cached_property
     def account_server(self) -> "AccountServer":

@@ -55,10 +55,12 @@ def prepare(settings: Settings, **more_facts) -> dict:
 
 def create_wsgi_app(settings: Settings):
     """The api function (through functions-framework) with the OpenID provider under /auth and the
-    ledger under /account-server-api; their HTML error pages answered as JSON."""
+    ledger under /account-server-api, their HTML error pages answered as JSON; and application
+    instances under /<instance-id>/ (`functions.api.instance_proxy`)."""
     import functions_framework
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
+    from functions.api.instance_proxy import with_instance_routes
     from shared.account_server.rest import create_account_server_app
     from shared.auth.keys import key_path, load_or_create_signing_key
     from shared.auth.provider import create_provider_app
@@ -76,7 +78,11 @@ def create_wsgi_app(settings: Settings):
             return _allowed(ledger.url_map, path[len("/account-server-api"):])
         return api_allowed_methods(environ)
 
-    return json_errors(DispatcherMiddleware(api_app, {"/auth": provider, "/account-server-api": ledger}), allowed)
+    # application instances under /<instance-id>/, beside the apps mounted by prefix; outside
+    # json_errors: an instance's own error pages reach the browser as they are
+    return with_instance_routes(json_errors(DispatcherMiddleware(api_app, {"/auth": provider,
+                                                                           "/account-server-api": ledger}), allowed),
+                                proxy_instances=settings.launcher == "local")
 
 
 def api_allowed_methods(environ) -> list[str]:
@@ -275,7 +281,7 @@ def refuse_without_token(method: str, path: str, headers: dict) -> tuple[int, st
 
 
 def api_server(port: int, load, access_log: bool = True, *, host: str = "127.0.0.1", limits=None,
-               refuse_early=None):
+               refuse_early=None, upgrade=None):
     """The HTTP server of the api process (and of each function): `shared.http_server`, 16 threads
     by default, keep-alive connections, deadlines and limits from `http_limits`. ``load()`` gives the
     WSGI app; ``run()`` serves until SIGTERM (see `serve_until_stopped`) or Ctrl-C."""
@@ -283,7 +289,7 @@ def api_server(port: int, load, access_log: bool = True, *, host: str = "127.0.0
     from shared.http_server import create_server
 
     return create_server(load(), host, port, limits or http_limits(get_settings()), access=access_log,
-                         refuse_early=refuse_early)
+                         refuse_early=refuse_early, upgrade=upgrade)
 
 
 def serve_until_stopped(server, parent: int | None = None) -> int:
@@ -312,9 +318,12 @@ def serve_api(settings: Settings) -> int:
     """The local stack's api process (``dm run`` starts it): the api, /auth and the ledger on DM_PORT."""
     import os
 
+    from functions.api.instance_proxy import upgrade
+
     parent = os.getppid()
     server = api_server(settings.port, lambda: create_wsgi_app(settings), limits=http_limits(settings),
-                        refuse_early=refuse_without_token)
+                        refuse_early=refuse_without_token,
+                        upgrade=upgrade if settings.launcher == "local" else None)
     log.info("api on port %s (pid %s)", settings.port, os.getpid())
     return serve_until_stopped(server, parent)
 
@@ -331,6 +340,10 @@ def serve_function(settings: Settings, target: str, host: str, port: int) -> int
     signature = os.environ.get("FUNCTION_SIGNATURE_TYPE", "http")
     app = functions_framework.create_app(target=target, source=str(ROOT / "main.py"), signature_type=signature)
     app = json_errors(app, api_allowed_methods if target == "api" else None)
+    if target == "api":  # and the check an Ingress asks before it lets a visit through to an instance
+        from functions.api.instance_proxy import with_instance_routes
+
+        app = with_instance_routes(app, proxy_instances=False)
     threads = int(os.environ.get("THREADS", "16"))
     server = api_server(port, lambda: app, access_log=False, host=host, limits=http_limits(settings, threads),
                         refuse_early=refuse_without_token if target == "api" else None)

@@ -220,7 +220,8 @@ def settings(db_url, identity, tmp_path):
 
     return Settings(
         database_url=db_url,
-        storage=str(tmp_path / "store"),
+        project_volume=str(tmp_path / "store" / "projects"),
+        dataset_store=str(tmp_path / "store"),
         data_dir=tmp_path,
         public_url=identity.url,
         max_upload_bytes=4 * 1024 * 1024,
@@ -228,13 +229,14 @@ def settings(db_url, identity, tmp_path):
 
 
 def local_or_s3(request, settings, bucket_prefix: str):
-    """``settings`` as they are (request.param "local") or on a fresh bucket of the moto server ("s3")."""
+    """``settings`` as they are (request.param "local") or with the dataset store on a fresh bucket of
+    the moto server ("s3"); project files stay on the project volume, a folder."""
     import dataclasses
 
     if request.param == "local":
         return settings
     request.getfixturevalue("aws_env")
-    return dataclasses.replace(settings, storage=f"s3://{bucket_prefix}-{uuid.uuid4().hex[:12]}/dm",
+    return dataclasses.replace(settings, dataset_store=f"s3://{bucket_prefix}-{uuid.uuid4().hex[:12]}/dm",
                                s3_endpoint_url=request.getfixturevalue("moto_endpoint"))
 
 

@@ -7,16 +7,25 @@ It serves, on 127.0.0.1 and a free port:
   ``k!=v``, ``k`` and ``!k`` terms, comma-separated), and with ``watch=true`` a real watch
   stream (chunked, one JSON event a line, honouring ``resourceVersion`` and ``timeoutSeconds``),
 - ``GET`` / ``DELETE /api/v1/namespaces/{ns}/pods/{name}`` (404 NotFound for unknown pods),
-- ``GET /api/v1/namespaces/{ns}/pods/{name}/log`` (plain text; ``limitBytes`` and ``tailLines``
-  honoured; 400 while the pod is Pending, as the API server answers),
+- ``GET /api/v1/namespaces/{ns}/pods/{name}/log`` (plain text; ``limitBytes``, ``tailLines``,
+  ``sinceTime`` (whole seconds, as the API server passes it on to the kubelet) and
+  ``timestamps`` honoured; 400 while the pod is Pending, as the API server answers),
 
+and for an application's way in, ``POST`` ``/api/v1/namespaces/{ns}/services`` and
+``/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses`` (201 with the stored object, a cluster IP
+for a Service; 409 AlreadyExists; 422 Invalid), and ``GET`` / ``DELETE`` of one by name (404
+NotFound; a deleted Service is answered with itself, an Ingress with a Success Status),
 with errors as real ``Status`` objects. Tests drive the pods' lives with `set_phase` and
-`append_log`, which build the status with the same helper the local launcher uses.
+`append_log`, which build the status with the same helper the local launcher uses. Each log
+line keeps the time its first byte arrived (a chosen one, to the nanosecond, if given), as the
+container runtime stamps it; `log_reads` records each log request and the bytes it returned.
 """
 
 from __future__ import annotations
 
+import calendar
 import copy
+import datetime as dt
 import json
 import re
 import socket
@@ -28,6 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from shared.launchers import pods
+from tests.k8s_objects import ObjectRoutes, ObjectStore, match_object
 
 _PODS = re.compile(r"^/api/v1/namespaces/(?P<ns>[^/]+)/pods(?:/(?P<name>[^/]+)(?P<log>/log)?)?/?$")
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -35,6 +45,32 @@ _LABEL_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 DEFAULT_WATCH_TIMEOUT_S = 60
 _TRUE = {"1", "t", "T", "true", "TRUE", "True"}  # what Go's strconv.ParseBool takes (the client sends "True")
+_NS = 1_000_000_000
+_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:[Zz]|([-+])(\d\d):(\d\d))")
+
+
+def _nanos(at: str | dt.datetime | int) -> int:
+    """Nanoseconds since the epoch of an RFC 3339 time (ValueError if it is none), a datetime or ns."""
+    if isinstance(at, int):
+        return at
+    if isinstance(at, dt.datetime):
+        delta = at - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+        return (delta.days * 86400 + delta.seconds) * _NS + delta.microseconds * 1000
+    m = _TIME.fullmatch(at)
+    if m is None:
+        raise ValueError(f"not an RFC 3339 time: {at!r}")
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = m.groups()
+    seconds = calendar.timegm((int(year), int(month), int(day), int(hour), int(minute), int(second)))
+    if sign:
+        seconds -= (1 if sign == "+" else -1) * (int(off_h) * 3600 + int(off_m) * 60)
+    return seconds * _NS + int((fraction or "0").ljust(9, "0"))
+
+
+def _stamp(nanos: int) -> str:
+    """Go's time.RFC3339Nano in UTC, as the kubelet prefixes lines: trailing zeros of the fraction dropped."""
+    seconds, fraction = divmod(nanos, _NS)
+    digits = f"{fraction:09d}".rstrip("0")
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + (f".{digits}" if digits else "") + "Z"
 
 
 def status_object(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -107,12 +143,14 @@ def _validate(pod: dict[str, Any]) -> None:
         raise _invalid(name, causes)
 
 
-class KubernetesStandIn:
+class KubernetesStandIn(ObjectStore):
     """The pod part of a Kubernetes API server, in memory, on a real port."""
 
     def __init__(self) -> None:
         self._pods: dict[tuple[str, str], dict[str, Any]] = {}
-        self._logs: dict[tuple[str, str], bytearray] = {}
+        # each pod's log lines: [time in ns, text, ended with "\n"]
+        self._logs: dict[tuple[str, str], list[list[Any]]] = {}
+        self.log_reads: list[dict[str, Any]] = []  # {"query": {...}, "bytes": n} of each log request
         self._history: list[tuple[int, str, str, dict[str, Any]]] = []  # (rv, type, namespace, pod)
         self._version = 1000
         self._cond = threading.Condition()
@@ -120,6 +158,8 @@ class KubernetesStandIn:
         self._closing = False
         self._connections: set[socket.socket] = set()
         self.requests: list[tuple[str, str]] = []  # (method, path with query) as received
+        self._objects: dict[tuple[str, str, str], dict[str, Any]] = {}  # (kind, namespace, name): Service, Ingress
+        self._cluster_ips = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -213,12 +253,27 @@ class KubernetesStandIn:
             self._changed("MODIFIED", key)
             return copy.deepcopy(pod)
 
-    def append_log(self, name: str, text: str | bytes, namespace: str | None = None) -> None:
+    def append_log(self, name: str, text: str | bytes, namespace: str | None = None,
+                   at: str | dt.datetime | int | None = None) -> None:
+        """Write ``text`` to the pod's log at time ``at`` (RFC 3339, an aware datetime or ns since
+        the epoch; now by default). A line not yet ended goes on with its first time."""
+        data = text.encode() if isinstance(text, str) else bytes(text)
+        nanos = time.time_ns() if at is None else _nanos(at)
         with self._cond:
             key = self._find(name, namespace)
             if key is None:
                 raise KeyError(name)
-            self._logs.setdefault(key, bytearray()).extend(text.encode() if isinstance(text, str) else text)
+            lines = self._logs.setdefault(key, [])
+            start = 0
+            while start < len(data):
+                end = data.find(b"\n", start)
+                piece = data[start:] if end < 0 else data[start:end + 1]
+                start += len(piece)
+                if lines and not lines[-1][2]:
+                    lines[-1][1] += piece
+                    lines[-1][2] = piece.endswith(b"\n")
+                else:
+                    lines.append([nanos, bytearray(piece), piece.endswith(b"\n")])
 
     # --- the store ------------------------------------------------------------------
 
@@ -306,12 +361,22 @@ class KubernetesStandIn:
                 container = pod["spec"]["containers"][0]["name"]
                 raise ApiError(status_object(400, "BadRequest", f'container "{container}" in pod "{name}" is '
                                                                  "waiting to start: ContainerCreating"))
-            data = bytes(self._logs.get((namespace, name), b""))
-        if query.get("tailLines"):
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-int(query["tailLines"]):]) if int(query["tailLines"]) else b""
+            lines = [(nanos, bytes(text)) for nanos, text, _ in self._logs.get((namespace, name), [])]
+        if query.get("tailLines"):  # the kubelet finds the tail first, then passes over lines before sinceTime
+            lines = lines[-int(query["tailLines"]):] if int(query["tailLines"]) else []
+        if query.get("sinceTime"):
+            try:
+                since = _nanos(query["sinceTime"]) // _NS * _NS  # whole seconds reach the kubelet
+            except ValueError:
+                raise ApiError(status_object(400, "BadRequest", f'parsing time "{query["sinceTime"]}": '
+                                                                 "not RFC 3339")) from None
+            lines = [(nanos, text) for nanos, text in lines if nanos >= since]
+        stamps = query.get("timestamps") in _TRUE
+        data = b"".join((_stamp(nanos).encode() + b" " if stamps else b"") + text for nanos, text in lines)
         if query.get("limitBytes"):
             data = data[: int(query["limitBytes"])]
+        with self._cond:
+            self.log_reads.append({"query": dict(query), "bytes": len(data)})
         return data
 
     def watch_events(self, namespace: str, selector: str, resource_version: str | None, timeout_s: float):
@@ -349,7 +414,7 @@ class KubernetesStandIn:
             return self._failures.pop(0) if self._failures else None
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(ObjectRoutes, BaseHTTPRequestHandler):
     api: KubernetesStandIn
     protocol_version = "HTTP/1.1"  # keep-alive and chunked watch streams, as the real server
     timeout = 30  # an idle kept-alive connection is dropped after this
@@ -387,6 +452,9 @@ class _Handler(BaseHTTPRequestHandler):
         failure = self.api._take_failure()
         if failure is not None:
             return self._send_json(failure["code"], failure)
+        other = match_object(parsed.path)
+        if other is not None:
+            return self._object(method, *other, raw)
         match = _PODS.match(parsed.path)
         try:
             if match is None:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dm.api")
 
 ROUTE_MODULES = ("service", "project", "file_and_path", "managed_file", "dataset", "metadata", "task", "user", "job",
-                 "instance", "admin", "inventory", "docs")
+                 "instance", "admin", "inventory", "workflow", "docs")
 # State-changing calls go to the API log (dm-api §2.9: GETs are not logged).
 LOGGED_METHODS = frozenset({"DELETE", "PATCH", "POST", "PUT"})
 

@@ -58,6 +58,14 @@ class AccountServer(Protocol):
         Raises NotFound (no such product) or Forbidden (at its limit).
         """
 
+    def is_member(self, principal: "Principal", *, unit_id: str | None = None,
+                  organisation_id: str | None = None) -> bool:
+        """Whether ``principal`` belongs to the unit ``unit_id`` (or to its organisation), or to the
+        organisation ``organisation_id``; False for one the Account Server does not know.
+
+        Unlike the authorisations above this grants nothing to administrators as such.
+        """
+
     def namespace(self) -> str:
         """What identifies the Account Server in use ("" for none)."""
 

@@ -81,6 +81,21 @@ class HttpAccountServer:
         if (body.get("coins") or {}).get("at_limit"):
             raise Forbidden(f"Product {product_id} has reached its coin limit: it pays for nothing more")
 
+    def is_member(self, principal: "Principal", *, unit_id: str | None = None,
+                  organisation_id: str | None = None) -> bool:
+        try:
+            if unit_id:
+                unit = self._get(f"/unit/{unit_id}", principal.token)
+                if unit.get("caller_is_member"):
+                    return True
+                organisation_id = unit.get("organisation_id") or (unit.get("organisation") or {}).get("id")
+            if organisation_id:
+                org = self._get(f"/organisation/{organisation_id}", principal.token)
+                return bool(org.get("caller_is_member"))
+        except (NotFound, Forbidden):  # unknown to the Account Server, or not the caller's to see
+            return False
+        return False
+
     def namespace(self) -> str:
         # the configured name (the AS's Kubernetes namespace), else where it is reached: never "" (that means none)
         return self.settings.account_server_namespace or urllib.parse.urlsplit(self.base).netloc

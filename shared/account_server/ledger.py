@@ -156,6 +156,19 @@ class LedgerAccountServer:
         self._check_product(product_id, project_tier=True)
         return _authorisation_code()
 
+    def is_member(self, principal: "Principal", *, unit_id: str | None = None,
+                  organisation_id: str | None = None) -> bool:
+        with transaction(self.engine, readonly=True) as s:
+            if unit_id:
+                unit = s.get(LedgerUnit, unit_id)
+                if unit is None:
+                    return False
+                if in_unit(s, principal.username, unit):
+                    return True
+                organisation_id = unit.organisation_id
+            org = s.get(LedgerOrganisation, organisation_id) if organisation_id else None
+            return org is not None and in_organisation(s, principal.username, org)
+
     def check_not_at_limit(self, principal: "Principal", product_id: str) -> None:
         """Refuse (Forbidden) anything more for a product at its coin limit, e.g. a file upload
         into a Project it pays for; NotFound for a product the ledger does not know."""

@@ -335,6 +335,28 @@ class StorageCharge(ProtobufContract):
         return None if message.product or message.unit or message.organisation else "names no payer"
 
 
+@dataclass(frozen=True)
+class WorkflowMessageEvent(ProtobufContract):
+    """Start or stop a Running Workflow: a Squonk2 ``WorkflowMessage`` (action START or STOP), the
+    api to pbc, whose workflow engine acts on it."""
+
+    ACTIONS: ClassVar[tuple[str, ...]] = ("START", "STOP")
+    TYPE: ClassVar[str] = "dm.workflow.v1"
+    SOURCE: ClassVar[str] = API_SOURCE
+    MESSAGE: ClassVar[str] = "workflow_message_pb2:WorkflowMessage"
+    message: Any
+
+    @property
+    def subject(self) -> str:
+        return self.message.running_workflow  # one lane per run: a STOP never overtakes its START
+
+    @classmethod
+    def missing(cls, message: Any) -> str | None:
+        if not message.running_workflow:
+            return "names no running workflow"
+        return None if message.action in cls.ACTIONS else f"has an unknown action {message.action!r}"
+
+
 # --- schedules (PingSource to the monitor) ---------------------------------------------------
 
 
@@ -353,7 +375,8 @@ class ScheduleTick(JsonContract):
 
 
 ALL: tuple[type[Contract], ...] = (DatasetUpload, DatasetImport, DatasetDelete, FileAttach, PodChange,
-                                   PodMessageEvent, ProcessingCharge, StorageCharge, ScheduleTick)
+                                   PodMessageEvent, ProcessingCharge, StorageCharge, WorkflowMessageEvent,
+                                   ScheduleTick)
 
 
 def contract_for(event_type: str) -> type[Contract] | None:

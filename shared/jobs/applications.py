@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from shared.errors import BadRequest, NotFound
 
@@ -30,6 +32,7 @@ class Application:
     cost_unit: str | None = None
     cost_period: str | None = None
     local_command: tuple[str, ...] = field(default=())
+    port: int | None = None  # where an application listens in its container
 
     def summary(self) -> dict:
         return {"kind": self.kind, "group": self.group, "application_id": self.id, "latest_version": self.version}
@@ -54,8 +57,11 @@ APPLICATIONS = {
         template=json.dumps({"variables": {"image": "jupyter/minimal-notebook:notebook-6.3.0", "cpu": 1,
                                            "memory": "1Gi"}}),
         cost="1", cost_unit="PxGi", cost_period="1 hour",
-        # locally a notebook server is stood in for by a file server on the project folder
-        local_command=("python3", "-m", "http.server", "--bind", "127.0.0.1", "0")),
+        port=8888,
+        # locally a notebook server is stood in for by a file server of the project folder with a
+        # WebSocket echo (stdlib only); the launcher puts in its port and base path
+        local_command=(sys.executable, str(Path(__file__).with_name("notebook_standin.py")),
+                       "--port", "{port}", "--base-path", "{base_path}")),
 }
 
 

@@ -17,8 +17,8 @@ Three parts, none of them doing any I/O:
   number, absolute costs replace the running total, ``+`` costs add to it, and each
   accepted line yields the charge: the change of the total.
 
-Resuming (what the kew stores per instance)
--------------------------------------------
+Resuming (the local launcher's log positions are these offsets)
+----------------------------------------------------------------
 
 ``LogCursor.state()`` is ``{"offset": N}``: N is the byte offset in the log just past the
 last *complete* line (ended by ``\\n``) that the cursor has handled. Bytes of an

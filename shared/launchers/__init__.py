@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .base import LaunchError, Launcher, LaunchSpec
@@ -37,11 +36,13 @@ def create_launcher(kind: str, **options: Any) -> Launcher:
 def launcher_for(settings: "Settings") -> Launcher:
     """The process's launcher for ``settings``: one per process, since the local one tracks its children."""
     if settings.launcher == "kubernetes":
+        from shared.config import API_PREFIX
+
         return create_launcher("kubernetes", namespace=settings.kubernetes_namespace,
-                               project_claim=settings.project_claim)
-    storage = settings.storage_url
-    # Local instances work in the project folders of a local store; with S3 there are none to
-    # share, so they get empty folders of their own.
-    projects_root = settings.data_dir / "projects" if storage.startswith("s3://") else Path(storage) / "projects"
-    return create_launcher("local", projects_root=projects_root, logs_root=settings.pod_logs_dir,
+                               project_claim=settings.project_claim, ingress_host=settings.ingress_host,
+                               ingress_class=settings.ingress_class,
+                               # the api's access check (functions.api.instance_proxy.ACCESS_PREFIX)
+                               access_url=settings.base_url + API_PREFIX + "/instance-access")
+    # Local instances work in the project folders themselves, on the project volume.
+    return create_launcher("local", projects_root=settings.project_volume_path, logs_root=settings.pod_logs_dir,
                            sink_url=settings.broker_url or None, namespace=settings.kubernetes_namespace)

@@ -2,14 +2,14 @@
 
 A launcher only creates, stops and reads pods. What happens to a pod afterwards reaches the
 platform as pod events (the ApiServerSource in a cluster; the local launcher sends the same
-CloudEvents itself) for the kew function, which reads the log through ``read_log``.
+CloudEvents itself) for the kew function, which reads the log through ``read_log_since``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 LABEL_PREFIX = "data-manager.informaticsmatters.com/"
 PURPOSE_LABEL = LABEL_PREFIX + "purpose"  # "INSTANCE" on every instance pod
@@ -48,6 +48,9 @@ class LaunchSpec:
     # project-relative paths the command reads or writes (inputs, outputs, path options); checked
     # at launch, and again by a launcher that works on the host's file system
     paths: tuple[str, ...] = ()
+    # an application's port: its container's, and where the local launcher serves it (a free one
+    # there); "{port}" and "{base_path}" in an application's command are replaced, see pods.command
+    port: int | None = None
 
     def labels(self) -> dict[str, str]:
         labels = {
@@ -59,6 +62,17 @@ class LaunchSpec:
         }
         labels[IS_JOB_LABEL if self.is_job else APPLICATION_LABEL] = "yes" if self.is_job else self.instance_id
         return labels
+
+
+class LogRead(NamedTuple):
+    """What `Launcher.read_log_since` read: the new log text and where to go on from."""
+
+    data: bytes
+    """The log after the position, as the job wrote it: complete lines, then perhaps the
+    start of a line not yet ended."""
+    position: str
+    """Where the next read starts: just past the last complete line of ``data``. Opaque
+    outside the launcher that made it; "" is the start of the log."""
 
 
 class LaunchError(Exception):
@@ -73,7 +87,12 @@ class Launcher(Protocol):
         """Stop and remove the instance's pod; nothing happens if there is none."""
 
     def read_log(self, instance_id: str, offset: int = 0) -> bytes:
-        """The pod's log from byte ``offset`` on (b"" when there is nothing more, or no pod)."""
+        """The pod's whole log from byte ``offset`` on (b"" when there is nothing more, or no pod)."""
+
+    def read_log_since(self, instance_id: str, position: str = "") -> LogRead:
+        """The log past ``position`` (a `LogRead.position` from an earlier read, or "" for the
+        start), reading only what is new where the launcher can. A line not yet ended is in
+        the data but not past the returned position, so it comes again, whole, next time."""
 
     def pod(self, instance_id: str) -> dict | None:
         """The instance's Pod as the API server would show it now (its JSON), or None when

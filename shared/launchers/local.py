@@ -10,6 +10,7 @@ debugging), each carrying the whole Pod as JSON, built by `shared.launchers.pods
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from shared.storage import paths
 
 from . import pods
-from .base import LaunchError
+from .base import LaunchError, LogRead
 
 if TYPE_CHECKING:
     from cloudevents.http import CloudEvent
@@ -124,6 +125,8 @@ class LocalLauncher:
             if instance_id in self._runs and not self._runs[instance_id].deleted:
                 return
             self._confine(spec, project_dir)
+            if not spec.is_job:  # many applications share this host: each gets a port of its own
+                spec = dataclasses.replace(spec, port=_free_port())
             self.logs_root.mkdir(parents=True, exist_ok=True)
             (project_dir / pods.instance_directory(instance_id)).mkdir(parents=True, exist_ok=True)
             run = _Run(spec=spec, uid=str(uuid.uuid4()), created=pods.timestamp(),
@@ -165,6 +168,12 @@ class LocalLauncher:
                 return f.read()
         except FileNotFoundError:
             return b""
+
+    def read_log_since(self, instance_id: str, position: str = "") -> LogRead:
+        """The log file past ``position``, a byte offset: a file can seek, so only new bytes are read."""
+        offset = int(position or 0)
+        data = self.read_log(instance_id, offset)
+        return LogRead(data, str(offset + data.rfind(b"\n") + 1))
 
     def pod(self, instance_id: str) -> dict[str, Any] | None:
         """The pod as last reported; after a restart of the process that launched it, from the
@@ -263,7 +272,7 @@ class LocalLauncher:
                 cwd = self._working_directory(spec, project_dir)
                 cwd.mkdir(parents=True, exist_ok=True)
                 run.proc = subprocess.Popen(
-                    list(spec.command), cwd=cwd, env=self._environment(spec), stdin=subprocess.DEVNULL,
+                    pods.command(spec), cwd=cwd, env=self._environment(spec), stdin=subprocess.DEVNULL,
                     stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
                 run.started_at = pods.timestamp()
             except OSError as exc:
@@ -425,6 +434,15 @@ def pod_event(action: str, pod: dict[str, Any], source: str = DEFAULT_SOURCE) ->
         "namespace": meta["namespace"],
         "apiversion": "v1",
     }, pod)
+
+
+def _free_port() -> int:
+    """A port free now on the loopback interface (the application binds it soon after)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _alive(pid: int) -> bool:

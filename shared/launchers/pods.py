@@ -25,6 +25,8 @@ DEFAULT_MEMORY = "1Gi"
 RUN_AS_USER = 1001
 RUN_AS_GROUP = 1001
 INSTANCE_DIRECTORY_VARIABLE = "DM_INSTANCE_DIRECTORY"
+APPLICATION_PORT_VARIABLE = "DM_APPLICATION_PORT"
+BASE_PATH_VARIABLE = "DM_APPLICATION_BASE_PATH"
 ALWAYS_PULLED_TAGS = ("latest", "stable")
 TERMINAL_PHASES = ("Succeeded", "Failed")
 _FOLDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -64,8 +66,30 @@ def image_pull_policy(image: str) -> str:
 
 
 def environment(spec: "LaunchSpec") -> dict[str, str]:
-    """The container's variables: the instance directory, then the spec's own (which win)."""
-    return {INSTANCE_DIRECTORY_VARIABLE: instance_directory(spec.instance_id), **spec.environment}
+    """The container's variables: the instance directory (and an application's port and base
+    path), then the spec's own (which win)."""
+    own = {INSTANCE_DIRECTORY_VARIABLE: instance_directory(spec.instance_id)}
+    if not spec.is_job and spec.port:
+        own.update({APPLICATION_PORT_VARIABLE: str(spec.port), BASE_PATH_VARIABLE: base_path(spec.instance_id)})
+    return {**own, **spec.environment}
+
+
+def base_path(instance_id: str) -> str:
+    """Where an application is served: its URL is ``<base>/<instance-id>/``."""
+    return f"/{instance_id}/"
+
+
+def command(spec: "LaunchSpec") -> list[str]:
+    """The argv to run: an application's with its port and base path put in ("{port}", "{base_path}")."""
+    if spec.is_job:
+        return list(spec.command)
+    values = {"{port}": str(spec.port or ""), "{base_path}": base_path(spec.instance_id)}
+    out = []
+    for arg in spec.command:
+        for mark, value in values.items():
+            arg = arg.replace(mark, value)
+        out.append(arg)
+    return out
 
 
 def check_mount(spec: "LaunchSpec") -> None:
@@ -107,18 +131,24 @@ def pod_manifest(spec: "LaunchSpec", namespace: str, *, project_claim: str = "pr
         "name": name,
         "image": spec.image,
         "imagePullPolicy": image_pull_policy(spec.image),
-        "command": list(spec.command),
+        "command": command(spec),
         "workingDir": spec.working_directory,
         "env": [{"name": k, "value": v} for k, v in environment(spec).items()],
         "resources": {"requests": dict(resources), "limits": dict(resources)},
         "volumeMounts": [{"name": PROJECT_VOLUME, "mountPath": spec.project_directory,
                           "subPath": spec.project_id}],
         "terminationMessagePolicy": "FallbackToLogsOnError",
+        # users pick the image: it gains no privileges beyond the user it runs as
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
+    if not spec.is_job and spec.port:
+        container["ports"] = [{"name": "http", "containerPort": spec.port, "protocol": "TCP"}]
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "restartPolicy": "Never",
-        "securityContext": {"runAsUser": run_as_user, "runAsGroup": run_as_group, "fsGroup": 0},
+        # runAsNonRoot: the kubelet refuses to start the pod should the user ever be root
+        "securityContext": {"runAsUser": run_as_user, "runAsGroup": run_as_group, "fsGroup": 0,
+                            "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
         "volumes": [{"name": PROJECT_VOLUME, "persistentVolumeClaim": {"claimName": project_claim}}],
     }
     if service_account_name:
@@ -214,3 +244,43 @@ def pod_object(spec: "LaunchSpec", phase: str, *, namespace: str, uid: str, crea
     pod["status"] = pod_status(phase, container_name=container["name"], image=container["image"], created=created,
                                **status)
     return pod
+
+
+# --- an application's way in (a cluster): a Service for its pod, an Ingress on the DM's host ---
+
+INGRESS_PROXY_BODY_SIZE = "500m"  # as the Jupyter operator's default
+
+
+def service_manifest(spec: "LaunchSpec", namespace: str) -> dict[str, Any]:
+    """A ClusterIP Service named after the instance, selecting its pod by the instance label."""
+    from .base import INSTANCE_LABEL
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": spec.instance_id, "namespace": namespace, "labels": pod_labels(spec)},
+        "spec": {"type": "ClusterIP", "selector": {INSTANCE_LABEL: spec.instance_id},
+                 "ports": [{"name": "http", "port": spec.port, "targetPort": spec.port, "protocol": "TCP"}]},
+    }
+
+
+def ingress_manifest(spec: "LaunchSpec", namespace: str, *, host: str, ingress_class: str,
+                     auth_url: str) -> dict[str, Any]:
+    """An Ingress for ``/<instance-id>`` on ``host`` to the instance's Service; nginx asks ``auth_url``
+    (the api's access check) before each request, and passes the cookie that answer may set."""
+    annotations = {
+        "nginx.ingress.kubernetes.io/auth-url": auth_url,
+        "nginx.ingress.kubernetes.io/auth-always-set-cookie": "true",
+        "nginx.ingress.kubernetes.io/proxy-body-size": INGRESS_PROXY_BODY_SIZE,
+        "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",  # a quiet WebSocket is alive
+        "nginx.ingress.kubernetes.io/proxy-send-timeout": "3600",
+    }
+    path = {"path": base_path(spec.instance_id).rstrip("/"), "pathType": "Prefix",
+            "backend": {"service": {"name": spec.instance_id, "port": {"number": spec.port}}}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": spec.instance_id, "namespace": namespace, "labels": pod_labels(spec),
+                     "annotations": annotations},
+        "spec": {"ingressClassName": ingress_class, "rules": [{"host": host, "http": {"paths": [path]}}]},
+    }

@@ -115,6 +115,9 @@ def _fail(s: "Session", letter: DeadLetter, why: str) -> None:
     summary = f"Event {letter.event_id} ({letter.type}) could not be delivered{where}: {why}{answer}"
     log.error(summary)
     service_errors.record(s, origin="monitor", summary=summary, error_code=letter.error_code)
+    from shared.services.workflow_host import ends
+
+    ends.end_for_dead_letter(s, letter.type, letter.data)  # a workflow run it belongs to ends with it
     task_id = _task_of(letter)
     if task_id:
         tasks.set_state(s, task_id, "FAILURE", "The platform could not finish this work; an administrator "

@@ -95,36 +95,36 @@ def observe(engine: "Engine", launcher: "Launcher", change: PodChange, *, claim:
 
 def _read_and_record(engine: "Engine", launcher: "Launcher", facts: dict, *, final: bool,
                      claim: Claim) -> list[str] | None:
-    """Read the log past the stored offset and record it; None when another reader moved first."""
+    """Read the log past the stored position and record it; None when another reader moved first."""
     instance_id = facts["instance"]
     with transaction(engine, readonly=True) as s:
         instance = s.get(Instance, instance_id)
         if instance is None:
             raise PermanentFailure(f"There is no instance {instance_id}")
         state = s.get(InstanceLog, instance_id)
-        offset = state.offset if state else 0
+        position = state.position if state else ""
         last_phase = state.last_phase if state else None
     if last_phase in ENDED:
         with transaction(engine) as s:
             claim(s)
         return []  # everything was read and sent when it ended
-    data = launcher.read_log(instance_id, offset)
-    cursor = LogCursor(offset=offset)
-    lines = cursor.feed(data)
+    read = launcher.read_log_since(instance_id, position)
+    cursor = LogCursor()
+    lines = cursor.feed(read.data)
     if final:
         lines += cursor.finish()
     with transaction(engine) as s:
         if state is None:
             try:
                 with s.begin_nested():
-                    s.add(InstanceLog(instance_id=instance_id, offset=0, lines=0))
+                    s.add(InstanceLog(instance_id=instance_id, position="", lines=0))
             except IntegrityError:
                 pass  # a concurrent reader made it first
         moved = s.execute(update(InstanceLog).where(InstanceLog.instance_id == instance_id,
-                                                    InstanceLog.offset == offset)
-                          .values(offset=cursor.offset, lines=InstanceLog.lines + len(lines))).rowcount
+                                                    InstanceLog.position == position)
+                          .values(position=read.position, lines=InstanceLog.lines + len(lines))).rowcount
         if not moved:
-            return None  # another delivery read these lines first: read again from its offset
+            return None  # another delivery read these lines first: read again from its position
         _record_lines(s, instance_id, facts["task"], lines)
         event_ids = _phase_message(s, facts, last_phase, final)
         claim(s)

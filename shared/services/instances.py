@@ -67,8 +67,12 @@ class Launch:
     callback_token: str | None = None
 
 
-def check_launch(s: "Session", principal: "Principal", storage: "Storage", form: dict[str, str | None]) -> Launch:
-    """Everything POST /instance and its dry run check, before anything is recorded."""
+def check_launch(s: "Session", principal: "Principal", storage: "Storage", form: dict[str, str | None], *,
+                 check_inputs: bool = True) -> Launch:
+    """Everything POST /instance and its dry run check, before anything is recorded.
+
+    ``check_inputs=False``: input files are not looked for in the project (a workflow step reads
+    them from its instance directory, linked in just before it starts)."""
     import re
 
     app_id = (form.get("application_id") or "").strip()
@@ -98,7 +102,7 @@ def check_launch(s: "Session", principal: "Principal", storage: "Storage", form:
     launch.callback_context = context
     launch.callback_token = _callback_token(form)
     if application.is_job:
-        _check_job(s, storage, launch, spec)
+        _check_job(s, storage, launch, spec, check_inputs)
     else:
         applications.check_variables(application, spec.get("variables") or {})
         launch.image = application.image
@@ -116,7 +120,7 @@ def _callback_token(form: dict[str, str | None]) -> str | None:
     return None
 
 
-def _check_job(s: "Session", storage: "Storage", launch: Launch, spec: dict) -> None:
+def _check_job(s: "Session", storage: "Storage", launch: Launch, spec: dict, check_inputs: bool = True) -> None:
     import jsonschema
 
     try:
@@ -146,7 +150,8 @@ def _check_job(s: "Session", storage: "Storage", launch: Launch, spec: dict) -> 
     image = definition["image"]
     mount = image["project-directory"]
     confined = job_variables.confine(declared, variables, mount)  # every path variable, made project-relative
-    _check_inputs(storage, launch.project_id, declared.get("inputs") or {}, confined.values)
+    if check_inputs:
+        _check_inputs(storage, launch.project_id, declared.get("inputs") or {}, confined.values)
     sub_path = spec.get("sub_path")
     if sub_path is not None:
         sub_path = paths.project_relative(sub_path, "'sub_path'") or None
@@ -290,7 +295,7 @@ def launch_spec(launch: Launch, task_id: str, owner: str):
                       image=launch.image, command=argv, working_directory=launch.working_directory,
                       project_directory=launch.project_directory, environment=launch.environment,
                       is_job=launch.application.is_job, memory=launch.memory, cores=launch.cores, debug=launch.debug,
-                      paths=launch.paths)
+                      paths=launch.paths, port=None if launch.application.is_job else launch.application.port)
 
 
 def launch_failed(s: "Session", instance_id: str, task_id: str, reason: str) -> None:
@@ -360,7 +365,9 @@ def summary(instance: Instance) -> dict:
     for name in ("started", "stopped"):  # only once it has started / stopped (python-client.md §6)
         if getattr(instance, name) is not None:
             out[name] = iso(getattr(instance, name))
-    for name in ("url", "error_message", "authorisation_code", "job_collection", "job_job", "job_name",
+    if instance.url is not None and instance.phase == "RUNNING":  # an application's, while it can be opened
+        out["url"] = instance.url
+    for name in ("error_message", "authorisation_code", "job_collection", "job_job", "job_name",
                  "job_id", "job_version", "job_image_type"):
         if getattr(instance, name) is not None:
             out[name] = getattr(instance, name)

@@ -185,6 +185,9 @@ def mark_deleted(s: "Session", principal: "Principal", project_id: str) -> str:
     if not moved:  # a concurrent delete won
         raise NotFound(f"Project {project_id} does not exist")
     counters.bump(s, counters.PROJECTS)
+    from shared.services.workflow_host import ends
+
+    ends.end_runs_of_project(s, project.id)  # nothing more of them can run here
     task = tasks.create(s, purpose="PROJECT", purpose_id=project.id, owner=principal.username,
                         project_id=project.id, removal=True, message=f"Deleting project {project.name}")
     return task.id

@@ -20,8 +20,10 @@ from shared.db.base import iso, utcnow
 from shared.db.models import Instance, InstanceLog
 from shared.db.models.job import TERMINAL_PHASES
 from shared.db.session import transaction
+from shared.events import outbox
 from shared.events.contracts import PodChange
 from shared.services import instance_pods, instances
+from shared.services.workflow_host import ends
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -67,8 +69,12 @@ def reconcile_instances(engine: "Engine", launcher: "Launcher", broker_url: str,
         if row.phase == "PENDING" and now - row.launched < dt.timedelta(seconds=pending_deadline_s):
             continue  # still being created
         reason = NEVER_STARTED.format(round(pending_deadline_s / 60)) if row.phase == "PENDING" else LOST
+        message = _lost_message(row.id, row.task_id, now)
         with transaction(engine) as s:
-            instances.apply_pod_message(s, _lost_message(row.id, row.task_id, now), reason=reason)
+            instances.apply_pod_message(s, message, reason=reason)
+            told = ends.queue_step_end(s, message)  # a workflow step's end reaches the engine (pbc)
+        if told:
+            outbox.deliver(engine, broker_url, [told])
         log.warning("Instance %s: %s", row.id, reason)
         changed += 1
     return changed

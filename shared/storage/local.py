@@ -1,7 +1,7 @@
 """`Storage` on a local folder: keys are paths below the root.
 
-The first two segments of a key name its unit (``projects/<id>``, ``datasets/<id>``). A
-symbolic link inside a unit (a job may leave one in its project) is followed only while it
+The first two segments of a key name its unit (``projects/<id>``, ``datasets/<id>``), or the
+first one on a project volume (``<id>``: `unit_depth` 1). A symbolic link inside a unit (a job may leave one in its project) is followed only while it
 stays in that unit; a key that leads out of it is refused with `PathRefused`.
 """
 
@@ -24,16 +24,18 @@ WRITE_BUFFER = 4 << 20  # gathers small upload chunks into few large writes
 class LocalStorage:
     """Files and directories in a folder; writes are staged and renamed into place."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, unit_depth: int = 2) -> None:
         self.root = os.path.abspath(root)
+        self._unit_depth = unit_depth
         self._staging = os.path.join(self.root, STAGING)
         os.makedirs(self._staging, exist_ok=True)
 
     def _path(self, key: str) -> str:
         parts = check_key(key).split("/")
         path = os.path.join(self.root, *parts)
-        if len(parts) > 2 and not inside(os.path.join(self.root, *parts[:2]), path):
-            raise PathRefused(f"/{'/'.join(parts[2:])[:200]} leads outside its project (a symbolic link)")
+        depth = self._unit_depth
+        if len(parts) > depth and not inside(os.path.join(self.root, *parts[:depth]), path):
+            raise PathRefused(f"/{'/'.join(parts[depth:])[:200]} leads outside its project (a symbolic link)")
         return path
 
     def _dir_path(self, prefix: str) -> str:
@@ -124,7 +126,7 @@ class LocalStorage:
             entries = list(os.scandir(self._dir_path(prefix)))
         except (FileNotFoundError, NotADirectoryError):
             raise FileNotFoundError(prefix) from None
-        scope = os.path.join(self.root, *prefix.split("/")[:2]) if prefix else None
+        scope = os.path.join(self.root, *prefix.split("/")[: self._unit_depth]) if prefix else None
         for entry in entries:
             if not prefix and entry.name == STAGING:
                 continue

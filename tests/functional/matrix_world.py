@@ -16,6 +16,8 @@ import pytest
 from tests.conftest import ALL_USERS, ROOT, Caller, _empty_tables
 
 TEST_MANIFEST = ROOT / "tests" / "data" / "jobs" / "manifest.yaml"
+WORKFLOW = ROOT / "tests" / "data" / "workflows" / "two-step-chain.yaml"  # dm-test jobs only
+WORKFLOW_VARIABLES = {"resultFile": "result.txt"}
 SDF = ("{name}\n  RDKit          2D\n\n  3  2  0  0  0  0  0  0  0  0999 V2000\n"
        "    0.0000    0.0000    0.0000 C   0  0\n    1.2990    0.7500    0.0000 C   0  0\n"
        "    2.5981   -0.0000    0.0000 O   0  0\n  1  2  1  0\n  2  3  1  0\nM  END\n$$$$\n")
@@ -93,6 +95,9 @@ class World:
         self.instance, self.token = self.fresh_instance()
         self.task = self.fresh_task()
         self.service_error = self.fresh_service_error()
+        self.workflow = self.fresh_workflow()
+        self.running_workflow = self.fresh_run()
+        self.finished_run = self.fresh_run(finished=True)
         resp = self.admin.patch("/admin/user/erin", data={"suspend_message": "Matrix"})
         assert resp.status_code == 204
         self.document = yaml.safe_load(self.callers["anonymous"].get("/openapi.yaml").get_data())
@@ -156,6 +161,31 @@ class World:
             row, _ = instances.record(s, principal, launch)
             return row.id, row.callback_token
 
+    def fresh_workflow(self) -> str:
+        """A valid Workflow of alice's, scoped to her unit: she and admin mode see it."""
+        resp = self.owner.post("/workflow", content_type="multipart/form-data", data={
+            "name": self.name("Workflow"), "scope": "AS_UNIT", "scope_id": self.owner.unit["unit_id"],
+            "definition": WORKFLOW.read_text()})
+        assert resp.status_code == 201 and resp.get_json()["validated"], resp.get_data(as_text=True)
+        return resp.get_json()["id"]
+
+    def fresh_run(self, finished: bool = False) -> str:
+        """A run of alice's Workflow in the Project, RUNNING (or ended, as the engine ends one)."""
+        from sqlalchemy import update
+
+        from shared.db.models import RunningWorkflow
+        from shared.db.session import transaction
+
+        resp = self.owner.post(f"/workflow/{self.workflow}/run", data={
+            "project_id": self.project, "as_name": self.name("Flow"), "variables": json.dumps(WORKFLOW_VARIABLES)})
+        assert resp.status_code == 201, resp.get_data(as_text=True)
+        run_id = resp.get_json()["id"]
+        if finished:
+            with transaction(self.engine) as s:
+                s.execute(update(RunningWorkflow).where(RunningWorkflow.id == run_id).values(
+                    status="SUCCESS", done=True, success=True))
+        return run_id
+
     def fresh_task(self) -> str:
         """A finished task of alice's in the Project."""
         from shared.db.session import transaction
@@ -203,8 +233,11 @@ class World:
         from shared.db.session import transaction
         from shared.events import outbox, wire
 
-        with transaction(self.engine) as s:
-            pending = list(s.scalars(select(OutboxEvent).where(OutboxEvent.delivered_at.is_(None))
+        from functions.upload.handler import consumer
+
+        with transaction(self.engine) as s:  # only the upload function's: workflow messages wait for pbc
+            pending = list(s.scalars(select(OutboxEvent).where(OutboxEvent.delivered_at.is_(None),
+                                                               OutboxEvent.type.in_(consumer.accepts))
                                      .order_by(OutboxEvent.created)))
         for event in pending:
             headers, body = wire.to_http(outbox.wire_event(event))
@@ -239,7 +272,7 @@ class World:
             else:
                 for table, columns in watched:
                     out[table.name] = sorted(repr(tuple(row)) for row in conn.execute(select(*columns)))
-        root = Path(self.api.settings.storage)
+        root = Path(self.api.settings.dataset_store)  # the project volume is inside it
         out["storage"] = sorted((str(p.relative_to(root)), p.stat().st_size) for p in root.rglob("*") if p.is_file())
         out["launcher"] = list(self.launcher.calls)
         return out
@@ -274,7 +307,8 @@ def build_world(request, db: str, tmp_path_factory):
             patch.delenv(name)
     _empty_tables(url)
     tmp = tmp_path_factory.mktemp(f"matrix-{db}")
-    settings = Settings(database_url=url, storage=str(tmp / "store"), data_dir=tmp, public_url=identity.url,
+    settings = Settings(database_url=url, project_volume=str(tmp / "store" / "projects"),
+                        dataset_store=str(tmp / "store"), data_dir=tmp, public_url=identity.url,
                         max_upload_bytes=4 * 1024 * 1024)
     api = api_module.Api(settings)
     api.services.launcher = StubLauncher()

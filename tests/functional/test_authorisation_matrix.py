@@ -21,7 +21,16 @@ from typing import Callable
 
 import pytest
 
-from tests.functional.matrix_world import BYSTANDER, PLAYERS, SDF_TYPE, TEST_MANIFEST, build_world, sdf
+from tests.functional.matrix_world import (
+    BYSTANDER,
+    PLAYERS,
+    SDF_TYPE,
+    TEST_MANIFEST,
+    WORKFLOW,
+    WORKFLOW_VARIABLES,
+    build_world,
+    sdf,
+)
 
 SIGNED_IN = frozenset({"owner", "editor", "observer", "stranger", "admin", "admin_mode"})
 ROLES = tuple(PLAYERS)
@@ -39,6 +48,9 @@ RULES = {
     "task owner": frozenset({"owner"}),
     "unit member or admin": frozenset({"owner", "admin", "admin_mode"}),
     "admin": frozenset({"admin", "admin_mode"}),
+    # alice's Workflow is scoped to her unit: only she (and admin mode) see it, only she alters or runs it
+    "workflow reader": frozenset({"owner", "admin_mode"}),
+    "workflow owner": frozenset({"owner"}),
 }
 # the listing operations also show alice's object to exactly the roles of a rule
 LISTED = {
@@ -46,6 +58,9 @@ LISTED = {
     "getDatasets": ("dataset reader", lambda w, body: w.dataset in [d["dataset_id"] for d in body["datasets"]]),
     "getInstances": ("project reader", lambda w, body: w.instance in [i["id"] for i in body["instances"]]),
     "getTasks": ("project reader", lambda w, body: w.task in [t["id"] for t in body["tasks"]]),
+    "getWorkflows": ("workflow reader", lambda w, body: w.workflow in [x["id"] for x in body["workflows"]]),
+    "getRunningWorkflows": ("project reader", lambda w, body: w.running_workflow in [
+        r["id"] for r in body["running_workflows"]]),
 }
 # what an allowed call answers, besides a 2xx
 ANSWERS = {
@@ -229,6 +244,30 @@ OPERATIONS: dict[str, tuple[str, Builder] | list[tuple[str, Builder]]] = {
     "getUserApiToken": ("signed in", lambda w, who, fresh: get("/user/token")),
     "getUserInventory": ("unit member or admin", lambda w, who, fresh: get(
         "/inventory/user", unit_id=w.owner.unit["unit_id"])),
+    # workflows and their runs (alice's, in her Project)
+    "getWorkflowEngineVersion": ("signed in", lambda w, who, fresh: get("/workflow-engine/version")),
+    "getWorkflows": ("signed in", lambda w, who, fresh: get("/workflow")),
+    "createWorkflow": ("signed in", lambda w, who, fresh: upload(
+        "POST", "/workflow", name=w.name("Made"), scope="GLOBAL", definition=WORKFLOW.read_text())),
+    "getWorkflow": ("workflow reader", lambda w, who, fresh: get(f"/workflow/{w.workflow}")),
+    "getWorkflowDefinition": ("workflow reader", lambda w, who, fresh: get(f"/workflow/{w.workflow}/definition")),
+    "updateWorkflow": ("workflow owner", lambda w, who, fresh: upload(
+        "PATCH", f"/workflow/{w.fresh_workflow() if fresh else w.workflow}", name=w.name("Renamed"))),
+    "deleteWorkflow": ("workflow owner", lambda w, who, fresh: Call(
+        "DELETE", f"/workflow/{w.fresh_workflow() if fresh else w.workflow}")),
+    "versionWorkflow": ("workflow owner", lambda w, who, fresh: form(
+        "PUT", f"/workflow/{w.workflow}/version", version=w.name("v"))),
+    "runWorkflow": ("workflow owner", lambda w, who, fresh: form(
+        "POST", f"/workflow/{w.workflow}/run", project_id=w.project, as_name=w.name("Flow"),
+        variables=json.dumps(WORKFLOW_VARIABLES))),
+    "getRunningWorkflows": ("signed in", lambda w, who, fresh: get("/running-workflow")),
+    "getRunningWorkflow": ("project reader", lambda w, who, fresh: get(f"/running-workflow/{w.running_workflow}")),
+    "getRunningWorkflowSteps": ("project reader", lambda w, who, fresh: get(
+        f"/running-workflow/{w.running_workflow}/steps")),
+    "stopRunningWorkflow": ("project editor", lambda w, who, fresh: Call(
+        "PUT", f"/running-workflow/{w.fresh_run() if fresh else w.running_workflow}/stop")),
+    "deleteRunningWorkflow": ("project editor", lambda w, who, fresh: Call(
+        "DELETE", f"/running-workflow/{w.fresh_run(finished=True) if fresh else w.finished_run}")),
     # administration
     "adminGetServiceErrors": ("admin", lambda w, who, fresh: get("/admin/service-error")),
     "adminPatchServiceError": ("admin", lambda w, who, fresh: Call(

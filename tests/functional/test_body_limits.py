@@ -127,7 +127,7 @@ def created(api) -> dict:
         rows = {model.__name__: s.scalar(select(func.count()).select_from(model))
                 for model in (Dataset, Task, OutboxEvent)}
     staged = [f.name for f in storage.list_dir(STAGING).files] if storage.is_dir(STAGING) else []
-    partial = os.listdir(os.path.join(storage.root, TEMPORARY))
+    partial = os.listdir(os.path.join(storage.projects.root, TEMPORARY))  # uploads are staged on the volume
     return {**rows, "staged": staged, "partial": partial}
 
 

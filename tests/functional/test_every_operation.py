@@ -17,7 +17,7 @@ SAMPLE = {
     "dataset_version": "1", "dataset_digest": "0" * 64, "file_id": f"file-{UUID0}",
     "task_id": f"task-{UUID0}", "instance_id": f"instance-{UUID0}", "token": "x" * 22, "job_id": "1",
     "job_manifest_id": "1", "application_id": "datamanagerjobs.squonk.it", "error_id": "1",
-    "asset": "swagger-ui.css",
+    "asset": "swagger-ui.css", "workflow_id": f"workflow-{UUID0}", "running_workflow_id": f"r-workflow-{UUID0}",
 }
 # The admin-only operations (dm-api §4: every admin operation, and setting a job's exchange rate).
 ADMIN_ONLY = {

@@ -65,7 +65,7 @@ def pid(alice):
 
 @pytest.fixture
 def project_dir(api, pid) -> Path:
-    folder = Path(api.settings.storage_url) / "projects" / pid
+    folder = api.settings.project_volume_path / pid
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

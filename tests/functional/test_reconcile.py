@@ -78,6 +78,7 @@ def test_a_pending_instance_without_a_pod_waits_for_its_deadline(api, alice, clu
 
 def test_a_pod_in_the_state_kew_has_seen_is_left_to_kew(api, cluster, instance, monkeypatch):  # noqa: F811
     from shared.events.contracts import PodChange
+    from shared.launchers.base import LogRead
     from shared.services import instance_pods
 
     standin, launcher = cluster
@@ -86,7 +87,7 @@ def test_a_pod_in_the_state_kew_has_seen_is_left_to_kew(api, cluster, instance, 
     standin.set_phase(instance_id, "Running")
     instance_pods.observe(api.services.engine, launcher, PodChange("update", standin.pod(instance_id)))  # kew
     reads = []
-    monkeypatch.setattr(launcher, "read_log", lambda *a: reads.append(a) or b"")
+    monkeypatch.setattr(launcher, "read_log_since", lambda *a: reads.append(a) or LogRead(b"", a[1]))
     assert reconcile(api, launcher) == 0
     assert reads == []  # nothing new: no log read
     standin.set_phase(instance_id, "Succeeded", exit_code=0)

@@ -88,7 +88,8 @@ def settings(request, settings):
 
 def start_child(api, args: dict) -> subprocess.Popen:
     settings = api.settings
-    env = {**os.environ, "DM_DATABASE_URL": settings.database_url, "DM_STORAGE": settings.storage,
+    env = {**os.environ, "DM_DATABASE_URL": settings.database_url, "DM_PROJECT_VOLUME": settings.project_volume,
+           "DM_DATASET_STORE": settings.dataset_store,
            "DM_DATA_DIR": str(settings.data_dir), "DM_PUBLIC_URL": settings.public_url,
            "DM_MAX_UPLOAD_BYTES": str(settings.max_upload_bytes), "PYTHONPATH": str(ROOT)}
     if settings.s3_endpoint_url:
@@ -110,13 +111,20 @@ def kill_when_stalled(api, child: subprocess.Popen, timeout_s: float = 180) -> N
 
 
 def partial_writes(storage) -> list:
-    """The staging files (local) or unfinished multipart uploads (S3) in the store."""
-    if storage.local_path("x") is not None:
-        from shared.storage.local import STAGING
+    """The staging files (on the project volume, and in a local dataset store) or unfinished multipart
+    uploads (a dataset store on S3)."""
+    from shared.storage.local import STAGING
 
-        folder = os.path.join(storage.root, STAGING)
-        return [(name, os.path.getsize(os.path.join(folder, name))) for name in os.listdir(folder)]
-    return [(u["Key"], None) for u in storage._s3.list_multipart_uploads(Bucket=storage.bucket).get("Uploads", [])]
+    found = []
+    for backend in (storage.projects, storage.datasets):
+        if backend.local_path("x") is not None:
+            folder = os.path.join(backend.root, STAGING)
+            found += [(os.path.join(folder, name), os.path.getsize(os.path.join(folder, name)))
+                      for name in os.listdir(folder)]
+        else:
+            found += [(u["Key"], None)
+                      for u in backend._s3.list_multipart_uploads(Bucket=backend.bucket).get("Uploads", [])]
+    return found
 
 
 def sweep_once_old(api) -> int:
@@ -125,15 +133,14 @@ def sweep_once_old(api) -> int:
     storage = api.services.storage
     services = SimpleNamespace(engine=api.services.engine, storage=storage, settings=api.settings)
     job = monitor.JOBS["remove-stale-uploads"]
-    if storage.local_path("x") is None:  # moto dates every multipart upload in 2010: old at once
+    if all(size is None for _, size in partial_writes(storage)):  # moto dates every multipart upload in 2010
         return job.run(services)
     assert job.run(services) == 0
     assert partial_writes(storage)
-    from shared.storage.local import STAGING
-
     old = time.time() - housekeeping.STALE_AFTER_S - 60
-    for name, _ in partial_writes(storage):
-        os.utime(os.path.join(storage.root, STAGING, name), (old, old))
+    for path, size in partial_writes(storage):
+        if size is not None:  # a staging file on disk
+            os.utime(path, (old, old))
     return job.run(services)
 
 

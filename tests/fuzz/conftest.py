@@ -15,6 +15,8 @@ import pytest
 from tests.conftest import ALL_USERS, ROOT, USERS, Caller, _empty_tables
 
 TEST_MANIFEST = ROOT / "tests" / "data" / "jobs" / "manifest.yaml"
+WORKFLOW = ROOT / "tests" / "data" / "workflows" / "two-step-chain.yaml"  # dm-test jobs only
+WORKFLOW_VARIABLES = {"resultFile": "result.txt"}
 SDF = (
     "ethanol\n  RDKit          2D\n\n  3  2  0  0  0  0  0  0  0  0999 V2000\n"
     "    0.0000    0.0000    0.0000 C   0  0\n    1.2990    0.7500    0.0000 C   0  0\n"
@@ -64,7 +66,8 @@ def world(request, identity, token_for, ff_app, tmp_path_factory):
 
     url = request.getfixturevalue(f"{request.param}_url")
     data_dir = tmp_path_factory.mktemp(f"fuzz-{request.param}")
-    settings = Settings(database_url=url, storage=str(data_dir / "store"), data_dir=data_dir,
+    settings = Settings(database_url=url, project_volume=str(data_dir / "store" / "projects"),
+                        dataset_store=str(data_dir / "store"), data_dir=data_dir,
                         public_url=identity.url, max_upload_bytes=4 * 1024 * 1024)
     instance = api_module.Api(settings)
 
@@ -164,6 +167,12 @@ def seed(world: World) -> dict[str, list]:
         instance, token = row.id, row.callback_token
         error = service_errors.record(s, origin="api", summary="seeded fault").id
     tasks = [t["id"] for t in ok(alice.get("/task"))["tasks"]]
+    workflows = [ok(alice.post("/workflow", content_type="multipart/form-data", data={
+        "name": name, "scope": "GLOBAL", "definition": WORKFLOW.read_text()}))["id"] for name in ("Fuzzed", "Spare")]
+    runs = [ok(alice.post(f"/workflow/{workflows[0]}/run", data={
+        "project_id": project, "as_name": name, "variables": json.dumps(WORKFLOW_VARIABLES)}))["id"]
+        for name in ("Fuzzed flow", "Finished flow")]
+    _finish_run(world, runs[1])
     return {
         "project_id": [project, private],
         "user_id": ["alice", "bob", "carol", "dave"],
@@ -201,7 +210,25 @@ def seed(world: World) -> dict[str, list]:
         "job": ["event-and-cost", "fail"],
         "version": ["1.0.0"],
         "url": [str(TEST_MANIFEST)],
+        # workflows: one with a RUNNING run (not alterable), a spare one; a RUNNING run and a finished one
+        "workflow_id": workflows,
+        "running_workflow_id": runs,
+        "definition": [WORKFLOW.read_text()],
+        "scope": ["GLOBAL"],
+        "variables": [json.dumps(WORKFLOW_VARIABLES)],
     }
+
+
+def _finish_run(world: World, run_id: str) -> None:
+    """End a run as the workflow engine would."""
+    from sqlalchemy import update
+
+    from shared.db.models import RunningWorkflow
+    from shared.db.session import transaction
+
+    with transaction(world.api.services.engine) as s:
+        s.execute(update(RunningWorkflow).where(RunningWorkflow.id == run_id).values(
+            status="SUCCESS", done=True, success=True))
 
 
 def specification(job: str = "event-and-cost", **variables) -> str:

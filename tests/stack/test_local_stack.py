@@ -104,7 +104,9 @@ def test_openid_discovery_document(stack):
 @pytest.mark.parametrize("variable, value", [
     ("DM_PORT", "notanumber"),
     ("DM_DATABASE_URL", "mysql://x"),
-    ("DM_STORAGE", "ftp://x"),
+    ("DM_DATASET_STORE", "ftp://x"),
+    ("DM_PROJECT_VOLUME", "s3://bucket/projects"),
+    ("DM_STORAGE", "s3://bucket/store"),  # replaced by the two above
 ])
 def test_bad_configuration_stops_start_up(tmp_path, variable, value):
     env = stack_env(DM_DATA_DIR=str(tmp_path / "data"), **{variable: value})

@@ -34,7 +34,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # self-contained parts the services put together
     "parts": ("shared.events.*", "shared.storage.*", "shared.auth.*", "shared.launchers.*",
               "shared.account_server.*", "shared.jobs.*", "shared.datasets.*", "shared.messages.*",
-              "shared.schemas.*", "shared.http_server", "shared.http_streaming"),
+              "shared.schemas.*", "shared.http_server", "shared.http_streaming", "shared.http_tunnel"),
     # the database and the modules everything may use
     "base": ("shared", "shared.db.*", "shared.config", "shared.errors", "shared.lazy"),
 }

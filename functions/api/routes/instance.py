@@ -66,6 +66,10 @@ def create_instance(ctx):
     with transaction(ctx.engine) as s:
         instance, task = instances.record(s, ctx.user, launch, authorisation_code=code)
         instance_id, task_id = instance.id, task.id
+        if not launch.application.is_job:  # shown once it runs (instances.summary)
+            from shared.services.instance_access import instance_url
+
+            instance.url = instance_url(ctx.settings, instance_id)
     try:  # after the commit: the pod's events find the instance recorded
         ctx.services.launcher.launch(instances.launch_spec(launch, task_id, ctx.user.username))
     except LaunchError as exc:

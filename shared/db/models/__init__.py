@@ -18,6 +18,7 @@ from shared.db.models.ledger import (
 from shared.db.models.project import Project, ProjectMember, ProjectToken
 from shared.db.models.task import Task, TaskEvent, TaskState
 from shared.db.models.user import User
+from shared.db.models.workflow import RunningWorkflow, RunningWorkflowStep, Workflow
 
 __all__ = [
     "ApiLogEntry",
@@ -48,8 +49,11 @@ __all__ = [
     "ProjectFile",
     "ProjectMember",
     "ProjectToken",
+    "RunningWorkflow",
+    "RunningWorkflowStep",
     "Task",
     "TaskEvent",
     "TaskState",
     "User",
+    "Workflow",
 ]

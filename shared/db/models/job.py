@@ -128,7 +128,8 @@ class InstanceLog(Base):
     __tablename__ = "instance_logs"
 
     instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id", ondelete="CASCADE"), primary_key=True)
-    offset: Mapped[int] = mapped_column(BigInteger, default=0)  # bytes of whole lines handled
+    # where the next read starts, as the launcher gave it (opaque here): past the whole lines handled
+    position: Mapped[str] = mapped_column(String(128), default="")
     lines: Mapped[int] = mapped_column(BigInteger, default=0)
     last_phase: Mapped[str | None] = mapped_column(String(24))  # the last phase sent on as a PodMessage
 

@@ -15,7 +15,6 @@ from shared.launchers import create_launcher, pods
 from shared.launchers.base import (APPLICATION_LABEL, INSTANCE_LABEL, IS_JOB_LABEL, OWNER_LABEL, PROJECT_LABEL,
                                    PURPOSE_LABEL, TASK_LABEL, LaunchError, LaunchSpec)
 from tests.conftest import ROOT
-from tests.k8s_standin import KubernetesStandIn
 
 NAMESPACE = "data-manager"
 
@@ -29,26 +28,6 @@ def make_spec(**overrides) -> LaunchSpec:
         memory="2Gi", cores="500m")
     values.update(overrides)
     return LaunchSpec(**values)
-
-
-@pytest.fixture
-def standin():
-    before = set(threading.enumerate())
-    server = KubernetesStandIn().start()
-    yield server
-    server.stop()
-    left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
-    assert not left, f"threads left behind: {left}"
-
-
-@pytest.fixture
-def api_client(standin):
-    from kubernetes import client
-
-    api = client.ApiClient(client.Configuration(host=standin.url))
-    yield api
-    api.close()
-    api.rest_client.pool_manager.clear()
 
 
 @pytest.fixture
@@ -81,7 +60,8 @@ def test_launch_creates_the_pod_the_operator_would(launcher, standin):
 
     body = pod["spec"]
     assert body["restartPolicy"] == "Never"
-    assert body["securityContext"] == {"runAsUser": 1001, "runAsGroup": 1001, "fsGroup": 0}
+    assert body["securityContext"] == {"runAsUser": 1001, "runAsGroup": 1001, "fsGroup": 0, "runAsNonRoot": True,
+                                       "seccompProfile": {"type": "RuntimeDefault"}}
     assert body["volumes"] == [{"name": "project", "persistentVolumeClaim": {"claimName": "projects-pvc"}}]
     (container,) = body["containers"]
     assert container["name"] == spec.instance_id
@@ -95,6 +75,7 @@ def test_launch_creates_the_pod_the_operator_would(launcher, standin):
                                       "limits": {"cpu": "500m", "memory": "2Gi"}}
     assert container["volumeMounts"] == [{"name": "project", "mountPath": "/data", "subPath": spec.project_id}]
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
 
 
 def test_defaults_debug_and_applications(launcher, standin):
@@ -324,11 +305,11 @@ def test_one_launcher_per_process_and_settings(tmp_path):
     settings = Settings(data_dir=tmp_path, broker_url="http://127.0.0.1:8082")
     local = launcher_for(settings)
     assert launcher_for(settings) is local
-    assert local.projects_root == Path(settings.storage_url) / "projects"
+    assert local.projects_root == settings.project_volume_path == (tmp_path / "store" / "projects").resolve()
     assert local.logs_root == settings.pod_logs_dir and local.sink_url == "http://127.0.0.1:8082"
 
     cluster = launcher_for(Settings(data_dir=tmp_path, launcher="kubernetes", kubernetes_namespace="dm",
-                                    project_claim="pvc"))
+                                    project_claim="pvc", project_volume="/data-manager/projects"))
     assert isinstance(cluster, KubernetesLauncher)
     assert (cluster.namespace, cluster.project_claim) == ("dm", "pvc")
 

@@ -38,6 +38,7 @@ from shared.messages.pod_event_message_pb2 import PodEventMessage
 from shared.messages.pod_message_pb2 import PodMessage
 from shared.messages.processing_cost_message_pb2 import ProcessingCostMessage
 from shared.messages.storage_bytes_message_pb2 import StorageBytesMessage
+from shared.messages.workflow_message_pb2 import WorkflowMessage
 
 try:
     IM_PROTOBUF_VERSION = version("im-protobuf")
@@ -48,7 +49,7 @@ except PackageNotFoundError:
 PEER = Path(__file__).resolve().parent / "im_protobuf_peer.py"
 MESSAGES = [PodMessage, PodEventMessage, ProcessingCostMessage, StorageBytesMessage,
             MerchantProcessingChargeMessage, MerchantStorageChargeMessage,
-            MerchantAuthorityRequestResponseMessage]
+            MerchantAuthorityRequestResponseMessage, WorkflowMessage]
 
 UINT32_MAX = 2**32 - 1
 INT64_MAX = 2**63 - 1
@@ -139,6 +140,11 @@ TYPICAL = {
         "product": "product-11111111-2222-3333-4444-555555555555",
         "unit": "unit-66666666-7777-8888-9999-000000000000",
         "organisation": "org-aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+    },
+    WorkflowMessage: {
+        "timestamp": "2026-03-14T15:09:26.535897Z",
+        "action": "START",
+        "running_workflow": "r-workflow-7f3c2a1e-5d4b-4c3a-9e8f-0a1b2c3d4e5f",
     },
 }
 

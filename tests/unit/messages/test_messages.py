@@ -21,6 +21,7 @@ from shared.messages.pod_event_message_pb2 import PodEventMessage
 from shared.messages.pod_message_pb2 import PodMessage
 from shared.messages.processing_cost_message_pb2 import ProcessingCostMessage
 from shared.messages.storage_bytes_message_pb2 import StorageBytesMessage
+from shared.messages.workflow_message_pb2 import WorkflowMessage
 
 DM = "informaticsmatters.protobuf.datamanager"
 AS = "informaticsmatters.protobuf.accountserver"
@@ -56,11 +57,13 @@ WIRE = [
         response=AuthorityResponseEnum.AUTHORITY_RESPONSE_ENUM_DENIED, reason="At limit",
         unit="unit-1"),
      "0a14323032362d30312d30315430303a30303a30305a500262084174206c696d6974920106756e69742d31"),
+    (WorkflowMessage(timestamp="2026-01-01T00:00:00Z", action="START", running_workflow="r-workflow-1"),
+     "0a14323032362d30312d30315430303a30303a30305a120553544152541a0c722d776f726b666c6f772d31"),
 ]
 
 
 @pytest.mark.parametrize(("msg", "wire"), WIRE, ids=["pod", "pod-event", "cost", "cost-eoc",
-                                                     "authority-granted", "authority-denied"])
+                                                     "authority-granted", "authority-denied", "workflow"])
 def test_wire_check_values(msg, wire):
     expected = bytes.fromhex(wire)
     assert codec.to_bytes(msg) == expected
@@ -157,6 +160,9 @@ TABLES = {
             (11, "authorisation_code", F.TYPE_UINT32), (12, "reason", F.TYPE_STRING),
             (16, "user", F.TYPE_STRING), (17, "product", F.TYPE_STRING),
             (18, "unit", F.TYPE_STRING), (19, "organisation", F.TYPE_STRING)]),
+    WorkflowMessage: (DM, "workflow_message.proto", [
+        (1, "timestamp", F.TYPE_STRING), (2, "action", F.TYPE_STRING),
+        (3, "running_workflow", F.TYPE_STRING)]),
 }
 
 # The enum-typed fields, message by message: {field name: enum}, each enum defined in the

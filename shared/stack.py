@@ -66,6 +66,7 @@ def create_wsgi_app(settings: Settings):
     from shared.auth.provider import create_provider_app
     from shared.auth.users import load_users
     from shared.http_server import json_errors
+    from shared.landing import with_landing_page
 
     api_app = functions_framework.create_app(target="api", source=str(ROOT / "main.py"), signature_type="http")
     key = load_or_create_signing_key(key_path(settings))
@@ -80,8 +81,9 @@ def create_wsgi_app(settings: Settings):
 
     # application instances under /<instance-id>/, beside the apps mounted by prefix; outside
     # json_errors: an instance's own error pages reach the browser as they are
-    return with_instance_routes(json_errors(DispatcherMiddleware(api_app, {"/auth": provider,
-                                                                           "/account-server-api": ledger}), allowed),
+    mounted = DispatcherMiddleware(api_app, {"/auth": provider, "/account-server-api": ledger})
+    # GET / is the newcomer's page of pointers (`shared.landing`)
+    return with_instance_routes(json_errors(with_landing_page(mounted, settings), allowed),
                                 proxy_instances=settings.launcher == "local")
 
 
@@ -375,7 +377,10 @@ def run(settings: Settings) -> int:
 
         os.environ["DM_EVENT_SIGNING_KEY"] = local_key(settings.data_dir)
     print("Local stack:")
-    print(json.dumps(facts, indent=2), flush=True)
+    print(json.dumps(facts, indent=2))
+    from shared.landing import startup_text
+
+    print(startup_text(settings), flush=True)
 
     # Each child leads its own process group: a terminal's Ctrl-C reaches this process, which stops
     # them itself; and should one die, its whole group (the functions) is killed before the restart.

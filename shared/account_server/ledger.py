@@ -31,7 +31,8 @@ from shared.db.models import (
     LedgerUnit,
     LedgerUnitMember,
 )
-from shared.db.session import transaction
+from shared.db.models.ledger import DEFAULT_PRIVACY
+from shared.db.session import insert_new, transaction
 from shared.errors import Forbidden, NotFound, Unsupported
 
 if TYPE_CHECKING:
@@ -41,7 +42,9 @@ if TYPE_CHECKING:
     from shared.auth.verify import Principal
     from shared.config import Settings
 
-DEFAULT_ORGANISATION = "Default Organisation"
+# The name the web UI looks for (its NEXT_PUBLIC_DEFAULT_ORG_NAME) when it finds a Personal Unit.
+DEFAULT_ORGANISATION = "Default"
+_OLD_DEFAULT_NAME = "Default Organisation"  # before the web UI's name was used
 _NAMESPACE = uuid.UUID("6f1c1e7e-2f0a-4a53-9a4e-7d3c3b1b9d11")
 
 
@@ -58,6 +61,13 @@ def _stable_id(prefix: str, *parts: str) -> str:
 
 def personal_unit_id(username: str) -> str:
     return _stable_id("unit", "personal", username)
+
+
+DEFAULT_ORGANISATION_ID = _stable_id("org", "default")
+
+
+def is_default(org: LedgerOrganisation) -> bool:
+    return org.id == DEFAULT_ORGANISATION_ID
 
 
 # --- who belongs where ----------------------------------------------------------------------
@@ -92,10 +102,17 @@ def may_use_unit(s: "Session", principal: "Principal", unit: LedgerUnit) -> bool
 
 
 def default_organisation(s: "Session", create: bool = False) -> LedgerOrganisation | None:
-    org = s.scalar(select(LedgerOrganisation).where(LedgerOrganisation.name == DEFAULT_ORGANISATION))
+    """The organisation of Personal Units; ``create`` makes it, or renames one made under its old name."""
+    org = s.get(LedgerOrganisation, DEFAULT_ORGANISATION_ID)
     if org is None and create:
-        org = LedgerOrganisation(id=_stable_id("org", "default"), name=DEFAULT_ORGANISATION, created=utcnow())
-        s.add(org)
+        # ON CONFLICT DO NOTHING: two first callers at once (the web UI asks for it twice) both succeed
+        insert_new(s, LedgerOrganisation.__table__, {
+            "id": DEFAULT_ORGANISATION_ID, "name": DEFAULT_ORGANISATION, "created": utcnow(),
+            "default_product_privacy": DEFAULT_PRIVACY})
+        org = s.get(LedgerOrganisation, DEFAULT_ORGANISATION_ID)
+    elif create and org.name == _OLD_DEFAULT_NAME and s.scalar(
+            select(LedgerOrganisation.id).where(LedgerOrganisation.name == DEFAULT_ORGANISATION)) is None:
+        org.name = DEFAULT_ORGANISATION
         s.flush()
     return org
 

@@ -54,6 +54,8 @@ def _manage(call: Call, org) -> None:
 
 
 def _unique_name(call: Call, name: str, org_id: str | None = None) -> None:
+    if name == ledger.DEFAULT_ORGANISATION:  # kept for Personal Units, even before the first one
+        raise Conflict(f"The name '{name}' is the Default Organisation's")
     found = call.s.scalar(sa.select(models.LedgerOrganisation.id).where(models.LedgerOrganisation.name == name))
     if found is not None and found != org_id:
         raise Conflict(f"There is already an organisation called '{name}'")
@@ -89,12 +91,10 @@ def create_organisation(call: Call):
     return {"id": org.id}
 
 
-@router.get("/default/organisation")
+# Made on first call: the web UI offers a new user a Personal Unit only once this has an id.
+@router.get("/default/organisation", writes=True)
 def get_default_organisation(call: Call):
-    org = ledger.default_organisation(call.s)
-    if org is None:
-        raise NotFound("There is no Default Organisation yet: it comes with the first Personal Unit")
-    return shapes.organisation(call.s, org, call.principal)
+    return shapes.organisation(call.s, ledger.default_organisation(call.s, create=True), call.principal)
 
 
 @router.get("/organisation/<org_id>")
@@ -110,7 +110,7 @@ def patch_organisation(call: Call, org_id: str):
     _manage(call, org)
     name, privacy = call.text("name"), call.privacy()
     if name is not None and name != org.name:
-        if org.name == ledger.DEFAULT_ORGANISATION:
+        if ledger.is_default(org):
             raise Forbidden("The Default Organisation keeps its name")
         _unique_name(call, name, org.id)
         org.name = name
@@ -123,7 +123,7 @@ def patch_organisation(call: Call, org_id: str):
 def delete_organisation(call: Call, org_id: str):
     require_admin(call)
     org = get_organisation(call, org_id)
-    if org.name == ledger.DEFAULT_ORGANISATION:
+    if ledger.is_default(org):
         raise Forbidden("The Default Organisation cannot be deleted")
     if _units(call, org):
         raise Forbidden(f"Organisation {org_id} still has units: delete them first")
@@ -144,7 +144,7 @@ def get_organisation_units(call: Call, org_id: str):
 @router.post("/organisation/<org_id>/unit", status=201)
 def create_unit(call: Call, org_id: str):
     org = get_organisation(call, org_id)
-    if org.name == ledger.DEFAULT_ORGANISATION:
+    if ledger.is_default(org):
         raise Forbidden("The Default Organisation holds only Personal Units: use PUT /personal-unit")
     if not in_organisation(call, org):
         raise Forbidden(f"You are not a member of organisation {org_id}")
@@ -191,7 +191,7 @@ def _member_organisation(call: Call, org_id: str, user_id: str):
     check_username(user_id)
     if not in_organisation(call, org):
         raise Forbidden(f"You are not a member of organisation {org_id}")
-    if org.name == ledger.DEFAULT_ORGANISATION:
+    if ledger.is_default(org):
         raise Forbidden("The Default Organisation has no members")
     return org
 

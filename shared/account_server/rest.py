@@ -100,7 +100,7 @@ class AccountServerApp:
                 call.principal = self.verifier.verify(request.headers.get("Authorization"))
             from shared.db.session import transaction
 
-            with transaction(self.engine, readonly=route.method == "GET") as call.s:
+            with transaction(self.engine, readonly=route.method == "GET" and not route.writes) as call.s:
                 result = route.view(call, **args)
         except Unauthorized as exc:  # as-api.md §1: no body
             said = exc.message[:200].replace('"', "'").encode("ascii", "replace").decode()
@@ -145,7 +145,9 @@ def event_stream(call: Call):
 
 @router.get("/user/account")
 def get_account(call: Call):
-    roles = sorted(call.principal.roles & {call.settings.admin_role})
+    # the web UI shows Account Server pages to holders of its account-server-* roles
+    roles = sorted(r for r in call.principal.roles
+                   if r == call.settings.admin_role or r.startswith("account-server-"))
     return {"user": {"id": call.principal.username}, "caller_has_admin_privilege": call.principal.is_admin,
             "account_server_roles": roles}
 

@@ -99,6 +99,7 @@ class Route:
     auth: bool
     status: int
     raw: bool = False  # answered from the request itself: no token, no transaction
+    writes: bool = False  # a GET that may write (its transaction is not read-only)
 
 
 class Router:
@@ -107,9 +108,10 @@ class Router:
     def __init__(self):
         self.routes: list[Route] = []
 
-    def route(self, method: str, path: str, *, auth: bool = True, status: int = 200, raw: bool = False):
+    def route(self, method: str, path: str, *, auth: bool = True, status: int = 200, raw: bool = False,
+              writes: bool = False):
         def register(view: Callable) -> Callable:
-            self.routes.append(Route(path, method, view, auth, status, raw))
+            self.routes.append(Route(path, method, view, auth, status, raw, writes))
             return view
         return register
 

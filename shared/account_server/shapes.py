@@ -158,7 +158,7 @@ def product_types() -> dict:
     types = [{"type": PROJECT_TIER, "flavour": flavour, "service_kind": MERCHANT_KIND}
              for flavour in ledger_coins.FLAVOURS]
     types.append({"type": "DATA_MANAGER_STORAGE_SUBSCRIPTION", "service_kind": MERCHANT_KIND})
-    return {"product_types": types}
+    return {"count": len(types), "product_types": types}
 
 
 def default_storage_cost() -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
 from typing import TYPE_CHECKING, Iterator
 
@@ -52,7 +53,25 @@ def make_engine(url: str) -> "Engine":
         # rather than in SQLite's busy handler, which polls with sleeps of up to 100 ms.
         engine.dm_write_lock = threading.RLock()
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    if url.startswith("postgresql+pg8000"):
+        @event.listens_for(engine, "connect")
+        def _pg8000_timestamps(dbapi_conn, _record):
+            # pg8000 reads each timestamptz through strptime, most of the time of long listings
+            from pg8000.converters import TIMESTAMPTZ
+
+            dbapi_conn.register_in_adapter(TIMESTAMPTZ, _timestamptz_in)
+    return engine
+
+
+def _timestamptz_in(text: str):
+    """A timestamptz as PostgreSQL sends it ('2024-01-01 00:00:00.5+00'), as pg8000 reads it, only faster."""
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:  # infinity, BC dates, years past 9999: pg8000's own reading
+        from pg8000.converters import timestamptz_in
+
+        return timestamptz_in(text)
 
 
 _sqlite_class = None

@@ -6,6 +6,11 @@ launcher then reports the "pod" exactly as an ApiServerSource in Resource mode r
 one (knative.md §3), as ``PodChange`` events (``shared.events.contracts``): added (Pending),
 updated (Running, then Succeeded or Failed) and deleted (once it has ended, unless
 debugging), each carrying the whole Pod as JSON, built by `shared.launchers.pods`.
+
+The command runs under `shared.launchers.local_wrapper`, which records the pod's start and end
+itself (``<instance-id>.run.json`` beside the log), so that a pod outlives the process that
+launched it as it would a crashed controller: `pod` then still reports its real end, read
+from that record. While the launcher lives, its watcher reports each pod as it goes.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -51,6 +57,9 @@ MESSAGE_MAX_BYTES = 2048
 MESSAGE_MAX_LINES = 80
 # The sender retries on these answers, as Knative senders do (knative.md §1.4).
 _RETRIED_STATUSES = {404, 408, 409, 429}
+WRAPPER = str(Path(__file__).with_name("local_wrapper.py"))
+# Past the wrapper's own SIGKILL (at the grace's end), the launcher kills what is left.
+STOP_BACKSTOP_S = 2.0
 
 
 def _check_name(what: str, value: str) -> str:
@@ -70,7 +79,9 @@ class _Run:
     uid: str
     created: str
     log_path: Path
-    proc: subprocess.Popen | None = None
+    proc: subprocess.Popen | None = None  # the wrapper, leader of its own session
+    report_fd: int | None = None  # the wrapper's word on the start
+    child: int | None = None  # the command's pid, leader of its own process group
     started_at: str | None = None
     start_error: tuple[int, str] | None = None  # (exit code, text) when the command could not start
     last_pod: dict[str, Any] | None = None
@@ -131,6 +142,8 @@ class LocalLauncher:
             (project_dir / pods.instance_directory(instance_id)).mkdir(parents=True, exist_ok=True)
             run = _Run(spec=spec, uid=str(uuid.uuid4()), created=pods.timestamp(),
                        log_path=self.logs_root / f"{instance_id}.log")
+            _remove(self._record_path(instance_id))  # an earlier pod's record is not this one's
+            self._pod(run, "Pending")  # kept before anything runs: whoever looks later finds the pod
             self._start(run, project_dir)
             self._runs[instance_id] = run
             self._spawn(run, self._watch)
@@ -152,8 +165,8 @@ class LocalLauncher:
             run.stop_requested = True
             if not run.ended:
                 if run.proc is not None:
-                    run.kill_at = time.monotonic() + self.stop_grace_s
-                    _signal_group(run.proc, signal.SIGTERM)
+                    run.kill_at = time.monotonic() + self.stop_grace_s + STOP_BACKSTOP_S
+                    _signal_group(run.proc, signal.SIGTERM)  # the wrapper passes it on, then kills
                 return  # the watcher reports the end and the deletion
             run.deleted = True
         self._spawn(run, self._delete)  # a kept (debug) pod that has already ended
@@ -177,8 +190,9 @@ class LocalLauncher:
 
     def pod(self, instance_id: str) -> dict[str, Any] | None:
         """The pod as last reported; after a restart of the process that launched it, from the
-        state file it keeps beside the log. A pod not yet ended whose process is gone was lost
-        with its launcher (no one saw its exit): None."""
+        state file it keeps beside the log, brought up to date by the wrapper's record: a pod
+        that ended meanwhile is reported ended, with its exit code. A pod not yet ended whose
+        processes are gone unrecorded (the wrapper itself was killed) was lost: None."""
         with self._lock:
             run = self._runs.get(instance_id)
         if run is not None and run.last_pod is not None:
@@ -189,7 +203,17 @@ class LocalLauncher:
             pod = json.loads((self.logs_root / f"{instance_id}.pod.json").read_text())
         except (FileNotFoundError, ValueError):
             return None
-        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+        if (pod.get("status") or {}).get("phase") in pods.TERMINAL_PHASES:
+            return pod
+        record = _read_record(self._record_path(instance_id))
+        if record is not None:
+            if record.get("exit_code") is not None:
+                return _recorded_pod(pod, record, self.logs_root / f"{instance_id}.log")
+            pids = [pid for pid in (record.get("pid"), record.get("child")) if isinstance(pid, int)]
+            if not any(_alive(pid) for pid in pids):
+                return None
+            if record.get("child") is not None and (pod.get("status") or {}).get("phase") == "Pending":
+                return _recorded_pod(pod, record, None)  # running: its launcher died before saying so
             return pod
         statuses = (pod.get("status") or {}).get("containerStatuses") or [{}]
         container_id = statuses[0].get("containerID") or ""
@@ -265,21 +289,57 @@ class LocalLauncher:
             if not paths.inside(project_dir, path):
                 raise LaunchError(f"The {what} of {spec.instance_id} leads outside its project folder")
 
+    def _record_path(self, instance_id: str) -> Path:
+        return self.logs_root / f"{instance_id}.run.json"
+
     def _start(self, run: _Run, project_dir: Path) -> None:
         spec = run.spec
         with open(run.log_path, "wb") as log_file:  # a new pod starts a new log
             try:
                 cwd = self._working_directory(spec, project_dir)
                 cwd.mkdir(parents=True, exist_ok=True)
-                run.proc = subprocess.Popen(
-                    pods.command(spec), cwd=cwd, env=self._environment(spec), stdin=subprocess.DEVNULL,
-                    stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+                env = self._environment(spec)
+                # -I -S: a quick start, and nothing of the job's environment steers the wrapper
+                wrapper = [sys.executable, "-I", "-S", WRAPPER, str(self._record_path(spec.instance_id))]
+                unset = "" if "LC_CTYPE" in env else "LC_CTYPE"  # what the C locale coercion adds
+                read_fd, write_fd = os.pipe()
+                try:
+                    run.proc = subprocess.Popen(
+                        [*wrapper, str(write_fd), repr(self.stop_grace_s), unset, "--", *pods.command(spec)],
+                        cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                        start_new_session=True, close_fds=True, pass_fds=(write_fd,))
+                except BaseException:
+                    os.close(read_fd)
+                    raise
+                finally:
+                    os.close(write_fd)
+                run.report_fd = read_fd
                 run.started_at = pods.timestamp()
             except OSError as exc:
                 code = EXIT_CANNOT_EXECUTE if isinstance(exc, PermissionError) else EXIT_NOT_FOUND
                 text = f"cannot run {spec.command[0]!r}: {exc.strerror or exc}"
                 log_file.write(text.encode() + b"\n")
                 run.start_error = (code, text)
+
+    def _wait_for_start(self, run: _Run) -> dict[str, Any] | None:
+        """The wrapper's start record, as soon as it has one; None if it died first."""
+        assert run.report_fd is not None
+        data = b""
+        try:
+            while not data.endswith(b"\n"):
+                chunk = os.read(run.report_fd, 4096)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            os.close(run.report_fd)
+            run.report_fd = None
+        try:
+            record = json.loads(data)
+        except ValueError:
+            return None
+        run.child = record.get("child")
+        return record
 
     def _wait_for_exit(self, run: _Run) -> int:
         assert run.proc is not None
@@ -289,25 +349,37 @@ class LocalLauncher:
             except subprocess.TimeoutExpired:
                 if run.kill_at is not None and time.monotonic() >= run.kill_at:
                     run.kill_at = None
+                    _kill_group(run.child)
                     _signal_group(run.proc, signal.SIGKILL)
 
     def _watch(self, run: _Run) -> None:
         """The pod's life: add, Running, the end, and the deletion (a thread per instance)."""
-        self._emit(run, "add", self._pod(run, "Pending"))
+        self._emit(run, "add", run.last_pod or self._pod(run, "Pending"))
+        start = self._wait_for_start(run) if run.start_error is None else None
         if run.start_error is not None:
             exit_code, text = run.start_error
             end: dict[str, Any] = dict(exit_code=exit_code, reason="StartError", message=text,
                                        started_at=run.created, finished_at=pods.timestamp())
+        elif start is not None and start.get("child") is None and start.get("exit_code") is not None:
+            self._wait_for_exit(run)  # the command never ran (it could not start, or was stopped first)
+            exit_code = start["exit_code"]
+            end = dict(exit_code=exit_code, reason=start.get("reason"), message=start.get("message"),
+                       started_at=run.created, finished_at=start.get("finished_at") or pods.timestamp())
+            if exit_code != 0 and not end["message"]:
+                end["message"] = _log_tail(run.log_path)
         else:
             self._emit(run, "update", self._pod(run, "Running"))
             returncode = self._wait_for_exit(run)
-            finished = pods.timestamp()
-            # A container's end takes everything in it along: leave no stray children behind.
+            record = _read_record(self._record_path(run.spec.instance_id)) or {}
+            if record.get("exit_code") is not None and record.get("pid") == run.proc.pid:
+                exit_code, finished = int(record["exit_code"]), record.get("finished_at") or pods.timestamp()
+            else:  # the wrapper itself was killed: so is what it ran, as a container's end takes it all along
+                _kill_group(run.child)
+                exit_code, finished = _exit_code(returncode), pods.timestamp()
             _signal_group(run.proc, signal.SIGKILL)
-            exit_code = _exit_code(returncode)
             end = dict(exit_code=exit_code, started_at=run.started_at, finished_at=finished)
             if exit_code != 0:
-                end["message"] = self._log_tail(run)
+                end["message"] = _log_tail(run.log_path)
         # As the kubelet does for restartPolicy Never: the exit code decides, even after a stop
         # (a process killed by SIGTERM exits 143, so a stopped job normally ends Failed).
         phase = "Succeeded" if exit_code == 0 else "Failed"
@@ -331,16 +403,6 @@ class LocalLauncher:
         for instance_id, run in list(self._runs.items()):
             if run.deleted and not any(t.is_alive() for t in run.threads):
                 del self._runs[instance_id]
-
-    def _log_tail(self, run: _Run) -> str:
-        try:
-            with open(run.log_path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                f.seek(max(f.tell() - MESSAGE_MAX_BYTES, 0))
-                tail = f.read()
-        except OSError:
-            return ""
-        return b"\n".join(tail.splitlines()[-MESSAGE_MAX_LINES:]).decode("utf-8", "replace")
 
     def _spawn(self, run: _Run, target: Callable[[_Run], None]) -> None:
         thread = threading.Thread(target=target, args=(run,), name=f"dm-local-pod-{run.spec.instance_id}",
@@ -443,6 +505,64 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _log_tail(log_path: Path) -> str:
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(f.tell() - MESSAGE_MAX_BYTES, 0))
+            tail = f.read()
+    except OSError:
+        return ""
+    return b"\n".join(tail.splitlines()[-MESSAGE_MAX_LINES:]).decode("utf-8", "replace")
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """The wrapper's record of a pod's process (`local_wrapper`); None when there is none."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _recorded_pod(kept: dict[str, Any], record: dict[str, Any], log_path: Path | None) -> dict[str, Any]:
+    """The kept pod brought to what the wrapper recorded: Running, or its end (``log_path``
+    given: a failed container's message is the end of its log, as the watcher reports it)."""
+    pod = json.loads(json.dumps(kept))
+    meta, container = pod["metadata"], pod["spec"]["containers"][0]
+    meta["resourceVersion"] = pods.next_resource_version()
+    pod["spec"]["nodeName"] = "localhost"
+    status: dict[str, Any] = dict(started_at=record.get("started_at") or meta.get("creationTimestamp"),
+                                  container_id=f"local://{record['pid']}" if record.get("pid") else None,
+                                  host_ip="127.0.0.1")
+    exit_code = record.get("exit_code")
+    if exit_code is None:
+        phase = "Running"
+    else:
+        phase = "Succeeded" if exit_code == 0 else "Failed"
+        message = record.get("message") or (_log_tail(log_path) if exit_code != 0 and log_path else None)
+        status.update(exit_code=int(exit_code), finished_at=record.get("finished_at"), reason=record.get("reason"),
+                      message=message or None)
+    pod["status"] = pods.pod_status(phase, container_name=container["name"], image=container["image"],
+                                    created=meta.get("creationTimestamp") or status["started_at"], **status)
+    return pod
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _kill_group(pgid: int | None) -> None:
+    if pgid:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _alive(pid: int) -> bool:

@@ -331,10 +331,20 @@ def get_editable(s: "Session", principal: "Principal", instance_id: str) -> Inst
 
 
 def list_visible(s: "Session", principal: "Principal", project_id: str | None = None) -> list[dict]:
-    query = _visible(s, principal)
+    query = _visible(s, principal).with_only_columns(*_SUMMARY_COLUMNS)
     if project_id:
         query = query.where(Instance.project_id == project_id)
-    return [summary(i) for i in s.scalars(query.order_by(Instance.launched, Instance.id))]
+    return [summary(i) for i in s.execute(query.order_by(Instance.launched, Instance.id))]
+
+
+# What summary reads: a listing takes plain rows, not entities (no identity map, no unused columns).
+_SUMMARY_COLUMNS = (
+    Instance.id, Instance.name, Instance.project_id, Instance.owner, Instance.archived, Instance.application_id,
+    Instance.application_version, Instance.application_type, Instance.phase, Instance.launched, Instance.started,
+    Instance.stopped, Instance.outputs, Instance.coins, Instance.specification, Instance.url,
+    Instance.error_message, Instance.authorisation_code, Instance.job_collection, Instance.job_job,
+    Instance.job_name, Instance.job_id, Instance.job_version, Instance.job_image_type,
+)
 
 
 def _run_time(instance: Instance) -> str:

@@ -200,7 +200,13 @@ def job_detail(s: "Session", job: Job) -> dict:
 
 def list_jobs(s: "Session") -> list[dict]:
     replacements = _replacements(s)
-    return [job_summary(job, replacements) for job in s.scalars(select(Job).order_by(Job.collection, Job.job, Job.id))]
+    # plain rows of what job_summary reads: not the definitions and commands of every job
+    rows = s.execute(select(*_SUMMARY_COLUMNS).order_by(Job.collection, Job.job, Job.id))
+    return [job_summary(job, replacements) for job in rows]
+
+
+_SUMMARY_COLUMNS = (Job.id, Job.collection, Job.job, Job.version, Job.name, Job.image_type, Job.keywords,
+                    Job.required_assets, Job.category, Job.description, Job.doc_url, Job.replaces)
 
 
 def current_rates(s: "Session") -> dict[int, str]:

@@ -82,9 +82,11 @@ def load(s: "Session", principal: "Principal", project_id: str, need: tuple[str,
     return project
 
 
-def _members(s: "Session", project_ids: list[str]) -> dict[str, dict[str, list[str]]]:
+def _members(s: "Session", project_ids) -> dict[str, dict[str, list[str]]]:
+    """Members by Project and role; ``project_ids`` a list, or a query of ids (a subquery: a long
+    listing sends no list of ids back to the database)."""
     out: dict[str, dict[str, list[str]]] = defaultdict(lambda: {r: [] for r in ROLES})
-    if project_ids:
+    if not isinstance(project_ids, list) or project_ids:
         rows = s.execute(select(ProjectMember.project_id, ProjectMember.role, ProjectMember.username)
                          .where(ProjectMember.project_id.in_(project_ids))
                          .order_by(ProjectMember.username))
@@ -129,7 +131,7 @@ def list_visible(
     if name is not None:
         query = query.where(Project.name == name)
     rows = s.execute(query.order_by(Project.created, Project.id)).all()
-    members = _members(s, [r.id for r in rows])
+    members = _members(s, query.with_only_columns(Project.id).order_by(None)) if rows else {}
     return [_detail(r, members[r.id]) for r in rows]
 
 

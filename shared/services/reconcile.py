@@ -1,7 +1,8 @@
 """Reconciliation: instances checked against the pods that exist, for what no event reported.
 
 ApiServerSource sends nothing for pods that changed while it was away, and a local
-launcher's watcher dies with its process (knative.md §1, DESIGN.md "How events move"). So
+launcher's watcher dies with its process (knative.md §1, DESIGN.md "How events move"; the
+local pod's wrapper still records its end, which the launcher's `pod` then reports). So
 every instance not yet finished is looked up through its launcher: a pod in a state kew has
 not seen goes through kew's own handling (``instance_pods.observe``: the log read, the same
 PodMessage sent); an instance whose pod is gone, or that stayed PENDING past a deadline with

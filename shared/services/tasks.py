@@ -163,7 +163,12 @@ def list_tasks(
         query = query.where(Task.removal.is_(False))
     if project_id:
         query = query.where(Task.project_id == project_id)
-    return [summary(t) for t in s.scalars(query.order_by(Task.created, Task.id))]
+    query = query.with_only_columns(*_SUMMARY_COLUMNS)  # plain rows: no entities for a long listing
+    return [summary(t) for t in s.execute(query.order_by(Task.created, Task.id))]
+
+
+_SUMMARY_COLUMNS = (Task.id, Task.created, Task.done, Task.removal, Task.purpose, Task.purpose_id,
+                    Task.purpose_version, Task.exit_code, Task.processing_stage, Task.image)
 
 
 def get_visible(s: "Session", principal: "Principal", task_id: str) -> Task:

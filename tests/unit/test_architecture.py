@@ -28,7 +28,8 @@ MAX_LINES = 600
 LAYERS: dict[str, tuple[str, ...]] = {
     # what a process runs: the function targets, the api routes, the dm command and the local stack;
     # process_services wires a function process's collaborators, and only functions build it
-    "top": ("main", "functions.*", "shared.cli", "shared.stack", "shared.supervisor", "shared.process_services"),
+    "top": ("main", "functions.*", "shared.cli", "shared.stack", "shared.landing", "shared.supervisor",
+            "shared.process_services"),
     # the operations the API and the event handlers are made of
     "services": ("shared.services.*",),
     # self-contained parts the services put together

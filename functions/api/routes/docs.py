@@ -31,6 +31,10 @@ ASSET_TYPES = {
 }
 ASSETS = f"{API_PREFIX}/api"
 
+# The document names the local stack's provider; a deployment's own is put in when it is served.
+LOCAL_OIDC = "/auth/realms/squonk2/protocol/openid-connect/"
+SWAGGER_SCOPES = "openid profile email"
+
 SWAGGER_PAGE = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -53,7 +57,22 @@ SWAGGER_PAGE = f"""<!DOCTYPE html>
         presets: [SwaggerUIBundle.presets.apis],
         layout: "BaseLayout",
         validatorUrl: null,
-        persistAuthorization: true
+        persistAuthorization: true,
+        oauth2RedirectUrl: window.location.origin + "{ASSETS}/oauth2-redirect.html",
+        // A token from signing in (the oidc scheme) goes with every API request, as a pasted one does.
+        requestInterceptor: function (req) {{
+          var signedIn = window.ui && window.ui.authSelectors.authorized().getIn(["oidc", "token", "access_token"]);
+          var path = new URL(req.url, window.location.href).pathname;
+          if (signedIn && !req.headers.Authorization && path.indexOf("{API_PREFIX}/") === 0) {{
+            req.headers.Authorization = "Bearer " + signedIn;
+          }}
+          return req;
+        }}
+      }});
+      window.ui.initOAuth({{
+        clientId: "__CLIENT_ID__",
+        scopes: "{SWAGGER_SCOPES}",
+        usePkceWithAuthorizationCodeGrant: true
       }});
     }};
   </script>
@@ -70,35 +89,46 @@ def _cached(request, body: bytes, content_type: str, cache_control: str) -> Resp
     return response.make_conditional(request.environ)
 
 
-@functools.lru_cache(maxsize=1)
-def _spec_yaml() -> bytes:
-    return SPEC_FILE.read_bytes()
+def _oidc_base(settings) -> str:
+    """Where the document's oidc scheme points: the local provider, or DM_OIDC_ISSUER's."""
+    return f"{settings.oidc_issuer}/protocol/openid-connect/" if settings.oidc_issuer else LOCAL_OIDC
 
 
-@functools.lru_cache(maxsize=1)
-def _spec_json() -> bytes:
+@functools.lru_cache(maxsize=4)
+def _spec_yaml(oidc_base: str = LOCAL_OIDC) -> bytes:
+    text = SPEC_FILE.read_bytes()
+    return text if oidc_base == LOCAL_OIDC else text.replace(LOCAL_OIDC.encode(), oidc_base.encode())
+
+
+@functools.lru_cache(maxsize=4)
+def _spec_json(oidc_base: str = LOCAL_OIDC) -> bytes:
     import yaml
 
-    document = yaml.safe_load(_spec_yaml())
+    document = yaml.safe_load(_spec_yaml(oidc_base))
     return json.dumps(document, separators=(",", ":")).encode()
+
+
+@functools.lru_cache(maxsize=4)
+def _swagger_page(client_id: str) -> bytes:
+    return SWAGGER_PAGE.replace("__CLIENT_ID__", json.dumps(client_id)[1:-1]).encode()
 
 
 @router.get("/openapi.yaml", auth=False)
 def get_openapi_yaml(ctx):
     """This OpenAPI document (YAML)."""
-    return _cached(ctx.request, _spec_yaml(), "application/yaml; charset=utf-8", "no-cache")
+    return _cached(ctx.request, _spec_yaml(_oidc_base(ctx.settings)), "application/yaml; charset=utf-8", "no-cache")
 
 
 @router.get("/openapi.json", auth=False)
 def get_openapi_json(ctx):
     """This OpenAPI document (JSON)."""
-    return _cached(ctx.request, _spec_json(), "application/json", "no-cache")
+    return _cached(ctx.request, _spec_json(_oidc_base(ctx.settings)), "application/json", "no-cache")
 
 
 @router.get("/api", auth=False)
 def get_swagger_ui(ctx):
     """Swagger UI for this document."""
-    return _cached(ctx.request, SWAGGER_PAGE.encode(), "text/html; charset=utf-8", "no-cache")
+    return _cached(ctx.request, _swagger_page(ctx.settings.oidc_audience), "text/html; charset=utf-8", "no-cache")
 
 
 def _asset_root() -> str:

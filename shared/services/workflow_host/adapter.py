@@ -8,6 +8,8 @@ has ended never moves again, whatever the engine asks later.
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,13 @@ RUNS, STEPS, INSTANCES = RunningWorkflow.__table__, RunningWorkflowStep.__table_
 Answer = tuple[dict[str, Any], int]
 
 
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str) -> dict[str, Any]:
+    """A definition parsed once: the engine asks for it on every message (a fan-out's replicas each
+    end with one), and YAML parsing costs more than a copy."""
+    return workflows.parse(text)
+
+
 class TableAdapter(WorkflowAPIAdapter):
     """``stopping``: the run is being stopped by a user (its failure is USER_STOPPED).
     ``reason``: what the platform knows of a failed step beyond its exit code (the instance's
@@ -45,7 +54,7 @@ class TableAdapter(WorkflowAPIAdapter):
         text = self.s.scalar(select(Workflow.__table__.c.definition).where(Workflow.__table__.c.id == workflow_id))
         if text is None:
             return {}, 404
-        return workflows.parse(text), 200
+        return copy.deepcopy(_parsed(text)), 200
 
     def get_running_workflow(self, *, running_workflow_id: str) -> Answer:
         run = self.s.execute(select(RUNS).where(RUNS.c.id == running_workflow_id)).first()

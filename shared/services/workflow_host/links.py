@@ -10,6 +10,7 @@ Project files it reads (linked in at the same relative path) and the files it le
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
@@ -37,9 +38,25 @@ def instance_folder(project: Path, instance_id: str) -> Path:
 
 def _link_file(project: Path, source: Path, target: Path) -> None:
     """``target`` becomes a hard link to ``source``, replacing what was there (a rerun's output)."""
-    if not (paths.inside(project, source) and paths.inside(project, target.parent)):
-        raise PermanentFailure(f"{source.name} leads outside its Project folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _check_folders(project, source.parent, target.parent, source.name)
+    _place_link(source, target)
+
+
+def _check_folders(project: Path, source_folder: Path, target_folder: Path, name: str = "") -> None:
+    """Both folders, their links followed, inside the Project; the target folder made. A regular
+    file listed in a folder lies where the folder does, so a folder is checked once for all its files."""
+    if not (paths.inside(project, source_folder) and paths.inside(project, target_folder)):
+        raise PermanentFailure(f"{name or source_folder.name} leads outside its Project folder")
+    target_folder.mkdir(parents=True, exist_ok=True)
+
+
+def _place_link(source: Path | str, target: Path | str) -> None:
+    try:
+        os.link(source, target, follow_symlinks=False)  # the usual case: nothing there yet
+        return
+    except FileExistsError:
+        pass
+    target = Path(target)
     temporary = target.with_name(f".{target.name}.link-{os.getpid()}")
     try:
         os.link(source, temporary, follow_symlinks=False)
@@ -55,16 +72,25 @@ def link_tree(project: Path, source: Path, target: Path) -> int:
     ``source`` itself (an earlier step's, a step further back: not what the engine asked for)."""
     count = 0
     for folder, dirs, names in os.walk(source, followlinks=False):
-        here = Path(folder)
         dirs[:] = [d for d in dirs if not d.startswith(INSTANCE_PREFIX)]
-        relative = here.relative_to(source)
-        for name in names:
-            item = here / name
-            if item.is_symlink() or not item.is_file():
-                continue
-            _link_file(project, item, target / relative / name)
+        files = [name for name in names if _regular(os.path.join(folder, name))]
+        if not files:
+            continue
+        destination = target / Path(folder).relative_to(source)
+        # once per folder, not per file: a fan-out links a prior folder of N files into N replicas
+        _check_folders(project, Path(folder), destination)
+        for name in files:
+            _place_link(os.path.join(folder, name), os.path.join(destination, name))
             count += 1
     return count
+
+
+def _regular(path: str) -> bool:
+    """A regular file, not a symbolic link (one lstat)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def link_inputs(storage: "Storage", project_id: str, instance_id: str, *, instances: Iterable[str],

@@ -124,7 +124,8 @@ def test_password_grant_issues_keycloak_shaped_tokens(provider):
     assert uuid.UUID(claims["jti"])
     assert before <= claims["iat"] <= int(time.time())
     assert claims["exp"] - claims["iat"] == 3600
-    assert set(claims["realm_access"]["roles"]) == {"offline_access", "default-roles-squonk2"}
+    assert set(claims["realm_access"]["roles"]) == {"offline_access", "default-roles-squonk2",
+                                                    "data-manager-user", "account-server-user"}
     # The same user always gets the same subject; another user another one.
     again = unverified_claims(password_grant(provider).json()["access_token"])
     assert again["sub"] == claims["sub"] and again["jti"] != claims["jti"]
@@ -134,7 +135,7 @@ def test_password_grant_issues_keycloak_shaped_tokens(provider):
 
 def test_admin_user_gets_admin_role(provider):
     token = password_grant(provider, username="admin", password="admin").json()["access_token"]
-    assert "data-manager-admin" in unverified_claims(token)["realm_access"]["roles"]
+    assert {"data-manager-admin", "account-server-admin"} <= set(unverified_claims(token)["realm_access"]["roles"])
 
 
 @pytest.mark.parametrize(

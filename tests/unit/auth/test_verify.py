@@ -68,7 +68,8 @@ def test_importing_verify_does_not_import_jose():
 def test_good_token_gives_principal(provider):
     token = login(provider)
     principal = TokenVerifier(provider.settings).verify(f"Bearer {token}")
-    assert principal == Principal("alice", frozenset({"offline_access", "default-roles-squonk2"}), False, token)
+    assert principal == Principal("alice", frozenset({"offline_access", "default-roles-squonk2", "data-manager-user",
+                                                      "account-server-user"}), False, token)
     assert token not in repr(principal)
 
 

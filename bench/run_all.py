@@ -15,7 +15,7 @@ import _common as c
 
 BENCHMARKS = ("cold_start", "requests_per_second", "upload", "dataset_upload", "small_uploads", "kew_log_parsing",
               "job_latency", "pbc_throughput", "storage_scan", "charge_dispatch", "workflow_step_latency",
-              "workflow_fan_out", "listings")
+              "workflow_fan_out", "listings", "dataset_types")
 
 
 def main() -> int:

@@ -4,9 +4,6 @@ text, on content of many blocks, and their throughput."""
 from __future__ import annotations
 
 import gzip
-import os
-import time
-import zlib
 
 import pytest
 
@@ -14,17 +11,13 @@ from shared.datasets import format_checks
 from shared.datasets.content import validator_for
 from tests.unit.datasets.samples import (
     BAD_COUNTS,
-    BINARY,
     CSV,
     CSV_TEXT,
     ETHANOL,
     GOOD,
     SDF,
-    SDF_TEXT,
     SMILES,
     SMILES_TEXT,
-    TEXT,
-    TEXT_TEXT,
     TSV,
     outcome,
 )
@@ -264,79 +257,3 @@ def test_huge_single_piece_is_sliced():
     v.feed(data)
     v.finish()
     assert v.records == 20000 and v.size == len(data)
-
-
-# --- throughput (prints figures, asserts nothing about time) ---------------------------------
-
-
-def _throughput(label: str, mime: str, filename: str, data: bytes, piece: int = 1 << 20) -> None:
-    view = memoryview(data)
-    v = validator_for(mime, filename)
-    start = time.perf_counter()
-    for i in range(0, len(view), piece):
-        v.feed(view[i : i + piece])
-    v.finish()
-    seconds = time.perf_counter() - start
-    print(
-        f"\n  {label:<34} {len(data) / 2**20:7.1f} MiB fed in {seconds:6.3f} s"
-        f" = {v.size / seconds / 1e6:8.0f} MB/s fed, {v.content_size / seconds / 1e6:6.0f} MB/s content"
-        f", records={v.records}",
-        end="",
-    )
-
-
-def _repeat(unit: bytes, size: int) -> bytes:
-    return unit * (size // len(unit) + 1)
-
-
-def _drug_like_record(n: int) -> bytes:
-    """A V2000 record the size RDKit writes for a drug-like molecule (24 atoms, 3 properties)."""
-    atoms = b"".join(
-        b"%10.4f%10.4f%10.4f %-3s 0  0  0  0  0  0  0  0  0  0  0  0\n"
-        % (1.3 * (i % 6), 0.75 * (i // 6), 0.0, b"CNOCCC"[i % 6 : i % 6 + 1])
-        for i in range(24)
-    )
-    bonds = b"".join(b"%3d%3d%3d  0\n" % (i + 1, i + 2, 1 + (i % 3 == 0)) for i in range(23))
-    return (
-        b"CHEMBL%d\n     RDKit          2D\n\n 24 23  0  0  0  0  0  0  0  0999 V2000\n" % n
-        + atoms
-        + bonds
-        + b"M  CHG  1   3   1\nM  END\n>  <chembl_id>\nCHEMBL%d\n\n>  <mw>\n342.39\n\n" % n
-        + b">  <smiles>\nCC(=O)Nc1ccc(O)cc1C(=O)N1CCN(C)CC1\n\n$$$$\n"
-    )
-
-
-def test_throughput_figures():
-    mib = 1 << 20
-    typical_sdf = b"".join(_drug_like_record(i) for i in range(1000))
-    sdf = _repeat(typical_sdf, 64 * mib)
-    tiny_sdf = _repeat(SDF_TEXT, 64 * mib)
-    binary = os.urandom(mib) * 64
-    smiles = _repeat(b"".join(b"CC(=O)Nc1ccc(O)cc1C(=O)N1CCN(C)CC1 CHEMBL%d\n" % i for i in range(1000)), 32 * mib)
-    messy_smiles = _repeat(SMILES_TEXT.split(b"\n", 1)[1] * 50, 32 * mib)  # blank and indented lines
-    plain_csv = _repeat(b"MOL-1,CCO,ethanol,12.5,simple\n" + b"MOL-2,CC(=O)O,acetic acid,60.05,weak\n", 32 * mib)
-    csv_data = b"id,smiles,name,mw,comment\n" + plain_csv
-    quoted = b'"id","smiles","name","mw","comment"\n' + _repeat(b'"MOL-1","CCO","ethanol","12.5","a, b"\n', 16 * mib)
-    r_style = b'"id","smiles","name","mw","use"\n' + _repeat(
-        b'"CHEMBL25","CC(=O)Oc1ccccc1C(=O)O","aspirin",180.16,"Analgesic, antipyretic"\n', 32 * mib
-    )
-    tsv = b"id\tsmiles\tname\tmw\tcomment\n" + plain_csv.replace(b",", b"\t")
-    text = _repeat(TEXT_TEXT + b"\n", 64 * mib)
-    ascii_text = _repeat(b"The quick brown fox jumps over the lazy dog.\n", 64 * mib)
-    packed_sdf = zlib.compress(sdf, 1, wbits=31)
-    packed_binary = zlib.compress(binary, 1, wbits=31)
-    print(f"\n  (typical SD-file record: {len(typical_sdf) // 1000} bytes; tiny: {len(SDF_TEXT) // 3} bytes)", end="")
-    _throughput("binary (64 MiB)", BINARY, "blob.bin", binary)
-    _throughput("binary .gz (64 MiB, incompressible)", BINARY, "blob.bin.gz", packed_binary)
-    _throughput("text/plain ASCII (64 MiB)", TEXT, "a.txt", ascii_text)
-    _throughput("text/plain UTF-8 (64 MiB)", TEXT, "a.txt", text)
-    _throughput("SD-file, typical records (64 MiB)", SDF, "a.sdf", sdf)
-    _throughput("SD-file, tiny records (64 MiB)", SDF, "a.sdf", tiny_sdf)
-    _throughput("SD-file .gz (64 MiB of content)", SDF, "a.sdf.gz", packed_sdf)
-    _throughput("SMILES (32 MiB)", SMILES, "a.smi", smiles)
-    _throughput("SMILES, messy lines (32 MiB)", SMILES, "a.smi", messy_smiles)
-    _throughput("CSV, unquoted (32 MiB)", CSV, "a.csv", csv_data)
-    _throughput("CSV, short fields all quoted (16 MiB)", CSV, "a.csv", quoted)
-    _throughput("CSV, strings quoted as R writes (32 MiB)", CSV, "a.csv", r_style)
-    _throughput("TSV (32 MiB)", TSV, "a.tsv", tsv)
-    print()

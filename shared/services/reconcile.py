@@ -6,7 +6,8 @@ local pod's wrapper still records its end, which the launcher's `pod` then repor
 every instance not yet finished is looked up through its launcher: a pod in a state kew has
 not seen goes through kew's own handling (``instance_pods.observe``: the log read, the same
 PodMessage sent); an instance whose pod is gone, or that stayed PENDING past a deadline with
-no pod, ends FAILED with a reason a user can read.
+no pod, ends FAILED with a reason a user can read. A workflow step whose host died between
+recording it and starting its pod has the pod started (``workflow_host.starts``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from shared.db.session import transaction
 from shared.events import outbox
 from shared.events.contracts import PodChange
 from shared.services import instance_pods, instances
-from shared.services.workflow_host import ends
+from shared.services.workflow_host import ends, starts
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -36,6 +37,12 @@ GRACE_S = 30.0  # a launch this young may not have its pod yet, nor its first ev
 PENDING_DEADLINE_S = 600.0  # no pod this long after the launch: it is never coming
 LOST = "The instance's pod disappeared before it reported its end (it may have been lost with a node or a restart)"
 NEVER_STARTED = "The instance never started: no pod appeared within {} minutes of its launch"
+
+
+def reconcile(services: Any) -> int:
+    """The monitor's job: steps' pods their hosts did not start, then every unfinished instance."""
+    started = starts.start_stranded(services.engine, services.storage, services.launcher)
+    return started + reconcile_instances(services.engine, services.launcher, services.settings.broker_url)
 
 
 def reconcile_instances(engine: "Engine", launcher: "Launcher", broker_url: str, *, now: dt.datetime | None = None,

@@ -417,7 +417,8 @@ def _run_visible(s: "Session", principal: "Principal", run: RunningWorkflow, eve
 def get_run(s: "Session", principal: "Principal", run_id: str, *, lock: bool = False) -> RunningWorkflow:
     query = select(RunningWorkflow).where(RunningWorkflow.id == run_id)
     run = s.scalar(query.with_for_update() if lock else query)
-    if run is None or not _run_visible(s, principal, run, not lock and users.sees_everything(s, principal)):
+    if run is None or run.deleting or not _run_visible(s, principal, run,
+                                                          not lock and users.sees_everything(s, principal)):
         raise NotFound(f"Running workflow {run_id[:80]} does not exist")
     return run
 
@@ -433,7 +434,7 @@ def _get_changeable(s: "Session", principal: "Principal", run_id: str) -> Runnin
 
 
 def list_runs(s: "Session", principal: "Principal", *, workflow_id: str | None, project_id: str | None) -> list[dict]:
-    query = select(RunningWorkflow)
+    query = select(RunningWorkflow).where(RunningWorkflow.deleting.is_(False))
     if workflow_id:
         query = query.where(RunningWorkflow.workflow_id == workflow_id)
     if project_id:
@@ -492,20 +493,28 @@ def steps(s: "Session", run: RunningWorkflow) -> list[dict]:
 
 def stop(s: "Session", principal: "Principal", run_id: str) -> str:
     """Record who stopped the run and queue its STOP message (the engine ends it); returns the event id."""
+    run = _get_changeable(s, principal, run_id)
+    if run.status != "RUNNING":
+        raise NotFound(f"Running workflow {run_id} is not running (it is {run.status})")
+    return _queue_stop(s, principal, run)
+
+
+def _queue_stop(s: "Session", principal: "Principal", run: RunningWorkflow) -> str:
     from shared.events import outbox
     from shared.events.contracts import WorkflowMessageEvent
     from shared.messages.workflow_message_pb2 import WorkflowMessage
 
-    run = _get_changeable(s, principal, run_id)
-    if run.status != "RUNNING":
-        raise NotFound(f"Running workflow {run_id} is not running (it is {run.status})")
     run.stopping_user = principal.username
     return outbox.add(s, WorkflowMessageEvent(WorkflowMessage(
         timestamp=iso(utcnow()), action="STOP", running_workflow=run.id))).id
 
 
-def delete_run(s: "Session", principal: "Principal", run_id: str) -> None:
+def delete_run(s: "Session", principal: "Principal", run_id: str) -> str | None:
+    """Delete a run; one still running is stopped first: it disappears at once, and its row goes once
+    the STOP has ended it. Returns the STOP's event id, if one was queued."""
     run = _get_changeable(s, principal, run_id)
     if run.status == "RUNNING":
-        raise Conflict(f"Running workflow {run_id} is still running: stop it first")
+        run.deleting = True
+        return _queue_stop(s, principal, run)
     s.delete(run)  # its steps go with it; their instances stay
+    return None

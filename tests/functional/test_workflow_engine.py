@@ -240,6 +240,95 @@ def test_stop_while_a_step_runs_stops_its_instance_and_ends_the_run_user_stopped
     assert len(steps_of(api, run_id)) == 1 and the_run(api, run_id).status == "USER_STOPPED"
 
 
+def test_deleting_a_running_run_stops_its_step_then_removes_it(api, alice, pbc_fn, jobs):
+    from shared.db.models import Instance, RunningWorkflow, RunningWorkflowStep
+
+    sent: set = set()
+    run_id, project_id = start(api, alice, pbc_fn, SLEEPING, {}, sent)
+    [nap] = steps_of(api, run_id)
+    assert alice.delete(f"/running-workflow/{run_id}").status_code == 204
+    assert rows(api, RunningWorkflow, id=run_id)  # hidden, not yet gone: its step still runs
+    send_workflow_messages(api, pbc_fn, sent)  # the STOP
+    assert api.services.launcher.wait(nap.instance_id, timeout=30)  # the step's process was stopped
+    assert rows(api, RunningWorkflow, id=run_id) == [] and rows(api, RunningWorkflowStep, id=nap.id) == []
+    [instance] = rows(api, Instance, id=nap.instance_id)  # an ordinary instance: it outlives the run
+    assert instance.deleted and instance.project_id == project_id
+    finish(api, pbc_fn, nap.instance_id)  # its end arrives late: nothing moves, nothing is made again
+    assert rows(api, RunningWorkflow, id=run_id) == [] and len(rows(api, Instance, project_id=project_id)) == 1
+
+
+def test_a_step_whose_pod_was_never_started_is_started_by_reconciliation(api, alice, pbc_fn, jobs, monkeypatch):
+    """pbc dies between recording a step and starting its pod (here: the launch never returns). The
+    redelivered START finds its claim taken; reconciliation starts the pod once the host's time to
+    start it has passed, not before, and only once."""
+    import datetime as dt
+
+    from shared.services import reconcile
+    from shared.services.workflow_host import starts
+
+    class Died(BaseException):
+        """The process ends here: nothing after it runs."""
+
+    launch = api.services.launcher.launch
+    monkeypatch.setattr(api.services.launcher, "launch", lambda spec: (_ for _ in ()).throw(Died()))
+    workflow = create(alice, CHAIN)
+    project_id = alice.create_project(f"P {uuid.uuid4().hex[:6]}")
+    run_id = run(alice, workflow["id"], project_id, {"resultFile": "result.txt"}).get_json()["id"]
+    [(start_id, start_data)] = workflow_events(api)
+    with pytest.raises(Died):
+        post_event(pbc_fn, "dm.workflow.v1", start_data, start_id)
+    monkeypatch.setattr(api.services.launcher, "launch", launch)
+    assert post_event(pbc_fn, "dm.workflow.v1", start_data, start_id).status_code == 202  # redelivered
+    [first] = steps_of(api, run_id)
+    assert first.pod_to_start and api.services.launcher.pod(first.instance_id) is None
+
+    def take(seconds: float) -> int:
+        now = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
+        return starts.start_stranded(api.services.engine, api.services.storage, api.services.launcher, now=now)
+
+    assert take(0) == 0 and api.services.launcher.pod(first.instance_id) is None  # its host may yet start it
+    assert take(starts.START_WITHIN_S + 1) == 1
+    assert api.services.launcher.pod(first.instance_id) is not None
+    assert take(2 * starts.START_WITHIN_S + 2) == 0  # started, and its record cleared
+    [first] = steps_of(api, run_id)
+    assert first.pod_to_start is None and first.start_by is None
+    drive(api, pbc_fn, run_id)
+    assert the_run(api, run_id).status == "SUCCESS"
+    assert project_file(api, project_id, "result.txt") == "done 7\n"
+    assert len(steps_of(api, run_id)) == 2
+    # the monitor's job does the same: nothing is left to start
+    assert reconcile.reconcile(api.services) == 0
+
+
+def test_a_stranded_record_of_a_pod_that_did_start_starts_nothing(api, alice, pbc_fn, jobs):
+    """The host died just after starting the pod, before clearing its record: the pod is there, so
+    reconciliation only clears the record."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from shared.db.models import RunningWorkflowStep
+    from shared.db.session import transaction
+    from shared.launchers.base import LaunchSpec
+    from shared.services.workflow_host import starts
+
+    run_id, project_id = start(api, alice, pbc_fn, SLEEPING, {})
+    [nap] = steps_of(api, run_id)
+    uid = api.services.launcher.pod(nap.instance_id)["metadata"]["uid"]
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=1)
+    record = starts.Pending(LaunchSpec(instance_id=nap.instance_id, task_id=nap.task_id, project_id=project_id,
+                                       owner="alice", image="python:3", command=["true"]),
+                            run_id=run_id, step_id=nap.id, step_name=nap.name)
+    with transaction(api.services.engine) as s:
+        s.execute(update(RunningWorkflowStep).where(RunningWorkflowStep.id == nap.id).values(
+            pod_to_start=record.to_json(), start_by=past))
+    assert starts.start_stranded(api.services.engine, api.services.storage, api.services.launcher) == 0
+    assert api.services.launcher.pod(nap.instance_id)["metadata"]["uid"] == uid  # the same pod
+    [nap] = steps_of(api, run_id)
+    assert nap.pod_to_start is None
+    api.services.launcher.stop(nap.instance_id)
+
+
 def test_a_vanished_pod_fails_the_run_through_the_engine(api, alice, pbc_fn, jobs, monkeypatch):
     import datetime as dt
 

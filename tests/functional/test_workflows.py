@@ -384,11 +384,37 @@ def test_a_run_is_recorded_with_one_start_message(api, alice, bob, carol, jobs):
     before = snapshot(api)
     assert alice.patch(f"/workflow/{made['id']}", data={"name": "Renamed"}).status_code == 409
     assert alice.delete(f"/workflow/{made['id']}").status_code == 409
-    assert alice.delete(f"/running-workflow/{run_id}").status_code == 409
     # an observer or a stranger runs nothing in the Project
     assert run(carol, made["id"], project).status_code == 403
     assert run(bob, made["id"], project).status_code == 404
     assert snapshot(api) == before
+
+
+def test_deleting_a_running_run_stops_it_and_hides_it_at_once(api, alice, bob, carol, jobs):
+    from shared.db.models import RunningWorkflow
+
+    project = alice.create_project("Deleting")
+    assert alice.put(f"/project/{project}/observer/carol").status_code == 201
+    made = create(alice)
+    run_id = run(alice, made["id"], project).get_json()["id"]
+    kept = run(alice, made["id"], project, as_name="Kept run").get_json()["id"]
+    before = snapshot(api)
+    assert carol.delete(f"/running-workflow/{run_id}").status_code == 403  # an observer
+    assert bob.delete(f"/running-workflow/{run_id}").status_code == 404  # a stranger
+    assert snapshot(api) == before
+    resp = alice.delete(f"/running-workflow/{run_id}")
+    assert resp.status_code == 204 and resp.get_data() == b""
+    assert alice.get(f"/running-workflow/{run_id}").status_code == 404
+    assert alice.get(f"/running-workflow/{run_id}/steps").status_code == 404
+    assert [r["id"] for r in alice.get("/running-workflow").get_json()["running_workflows"]] == [kept]
+    assert alice.put(f"/running-workflow/{run_id}/stop").status_code == 404
+    assert alice.delete(f"/running-workflow/{run_id}").status_code == 404
+    # the row stays, hidden, until the engine has stopped it: its STOP is queued
+    row = next(r for r in rows(api, RunningWorkflow) if r.id == run_id)
+    assert (row.deleting, row.stopping_user, row.status) == (True, "alice", "RUNNING")
+    assert [(m.action, m.running_workflow) for _, m in outbox_messages(api)] == [
+        ("START", run_id), ("START", kept), ("STOP", run_id)]
+    assert alice.delete(f"/workflow/{made['id']}").status_code == 409  # it still runs
 
 
 @pytest.mark.parametrize(("data", "status"), [

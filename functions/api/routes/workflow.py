@@ -174,6 +174,8 @@ def stop_running_workflow(ctx, running_workflow_id):
 
 @router.delete("/running-workflow/<running_workflow_id>", status=204)
 def delete_running_workflow(ctx, running_workflow_id):
-    """Delete a Running Workflow that is no longer running."""
+    """Delete a Running Workflow; one still running is stopped first (and gone from view at once)."""
     with transaction(ctx.engine) as s:
-        workflows.delete_run(s, ctx.user, running_workflow_id)
+        event_id = workflows.delete_run(s, ctx.user, running_workflow_id)
+    if event_id:
+        outbox.deliver(ctx.engine, ctx.settings.broker_url, [event_id])

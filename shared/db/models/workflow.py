@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db.base import Base
@@ -64,6 +64,8 @@ class RunningWorkflow(Base):
     error_msg: Mapped[str | None] = mapped_column(Text)
     started: Mapped[dt.datetime]
     stopped: Mapped[dt.datetime | None]
+    # deleted while it ran: hidden at once, the row removed once its STOP has ended it
+    deleting: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class RunningWorkflowStep(Base):
@@ -95,3 +97,7 @@ class RunningWorkflowStep(Base):
     error_msg: Mapped[str | None] = mapped_column(Text)
     started: Mapped[dt.datetime]
     stopped: Mapped[dt.datetime | None]
+    # the pod to start (JSON), from the engine's launch until it has started: a host that died in
+    # between leaves it here, and reconciliation starts it once ``start_by`` has passed
+    pod_to_start: Mapped[str | None] = mapped_column(Text)
+    start_by: Mapped[dt.datetime | None]

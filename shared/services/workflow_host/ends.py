@@ -39,6 +39,15 @@ def end_run(s: "Session", run_id: str, *, status: str, error_msg: str | None = N
     return bool(moved)
 
 
+def forget_if_deleting(s: "Session", run_id: str) -> bool:
+    """A run deleted while it ran goes once it has ended (its steps with it; their instances stay)."""
+    from sqlalchemy import delete
+
+    runs = RunningWorkflow.__table__
+    return bool(s.execute(delete(runs).where(runs.c.id == run_id, runs.c.deleting.is_(True),
+                                             runs.c.done.is_(True))).rowcount)
+
+
 def end_runs_of_project(s: "Session", project_id: str, reason: str = PROJECT_DELETED) -> int:
     runs = RunningWorkflow.__table__
     ids = list(s.scalars(select(runs.c.id).where(runs.c.project_id == project_id, runs.c.done.is_(False))))
@@ -75,6 +84,7 @@ def end_for_dead_letter(s: "Session", event_type: str, data: bytes | None) -> st
         run_id, what = found[1], f"the end of step instance {message.instance}"
     end_run(s, run_id, status="FAILURE",
             error_msg=f"The platform could not deliver {what}; an administrator has been told (service error)")
+    forget_if_deleting(s, run_id)
     return run_id
 
 

@@ -3,14 +3,15 @@
 
 - The run's row is locked first, so the messages of one run take turns (replicas of a step ending
   together: the last one sees them all done and launches the combiner, once).
-- The pods the engine asked for start after the commit (``launch_pending``); one that cannot start
-  fails its step and the run.
+- The pods the engine asked for start after the commit (``starts``); one that cannot start fails its
+  step and the run, and one this host died before starting is started by reconciliation.
 - STOP: the engine only ends a run that has no step running, so the host first stops the running
   steps' instances (the instance delete path: a DELETE task, the pod stopped), then ends the steps
   and passes STOP on: the run ends USER_STOPPED. The claim is taken with that end, so a STOP that
   failed half way is retried whole.
 - An engine fault that retrying cannot mend (its assertions, a definition it cannot follow) ends
   the run FAILURE; a database fault is retried.
+- A run deleted while it ran (``deleting``) is removed once its STOP has ended it.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ from shared.db.models import Instance, RunningWorkflow, RunningWorkflowStep
 from shared.db.models.job import TERMINAL_PHASES
 from shared.db.session import transaction
 from shared.services import instances, tasks
-from shared.services.workflow_host import ends, links
+from shared.services.workflow_host import ends, starts
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from shared.events.inbox import Claim
-    from shared.services.workflow_host.launcher import Collaborators, Pending
+    from shared.services.workflow_host.launcher import Collaborators
+    from shared.services.workflow_host.starts import Pending
 
 log = logging.getLogger("dm.workflows")
 RUNS, STEPS, INSTANCES = RunningWorkflow.__table__, RunningWorkflowStep.__table__, Instance.__table__
@@ -81,27 +83,7 @@ def _run_engine(s: "Session", services: "Collaborators", message, run_id: str, *
 
 
 def launch_pending(services: "Collaborators", pending: list["Pending"]) -> None:
-    """Start the recorded steps' pods (after the commit), their inputs linked in first."""
-    from shared.launchers.base import LaunchError
-
-    for step in pending:
-        launch = step.launch
-        try:
-            links.link_inputs(services.storage, launch.project_id, launch.instance_id,
-                              instances=step.dependent_instances, project_files=step.project_inputs)
-            services.launcher.launch(instances.launch_spec(launch, step.task_id, step.owner))
-            continue
-        except (LaunchError, OSError) as exc:
-            reason = f"The step's instance could not be launched: {exc}"
-        except Exception:  # noqa: BLE001 - a fault here; the step cannot wait for a pod that never comes
-            log.exception("Launching step %s (%s) failed", step.step_name, launch.instance_id)
-            reason = "The step's instance could not be launched (a fault here)"
-        with transaction(services.engine) as s:
-            instances.launch_failed(s, launch.instance_id, step.task_id, reason)
-            text = f"Step '{step.step_name}' ERROR(1): {reason}"
-            s.execute(update(STEPS).where(STEPS.c.id == step.step_id, STEPS.c.done.is_(False)).values(
-                status="FAILURE", done=True, success=False, error_num=1, error_msg=text, stopped=utcnow()))
-            ends.end_run(s, step.run_id, status="FAILURE", error_msg=text)
+    starts.launch_pending(services.engine, services.storage, services.launcher, pending)
 
 
 # --- messages ------------------------------------------------------------------------------
@@ -180,6 +162,7 @@ def _stop(services: "Collaborators", message, claim: "Claim") -> None:  # noqa: 
         run = _lock_run(s, run_id)
         if run is None or run.done:
             claim(s)
+            ends.forget_if_deleting(s, run_id)
             return
         targets = _open_stops(s, run)
     failed = set()
@@ -202,5 +185,6 @@ def _stop(services: "Collaborators", message, claim: "Claim") -> None:  # noqa: 
                 _run_engine(s, services, _engine_message(message), run_id, stopping=True)
                 # the engine ends a run with no step running; should it not, the stop still holds
                 ends.end_run(s, run_id, status="USER_STOPPED", error_msg="User stopped")
+                ends.forget_if_deleting(s, run_id)
     if failed:
         raise StopIncomplete(f"{len(failed)} step instance(s) of {run_id} could not be stopped")

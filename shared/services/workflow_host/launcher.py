@@ -4,7 +4,7 @@ user but launched under the platform's own identity (no user token, which may ha
 
 A launch is idempotent on (run, step, replica): the step's row is inserted first, and a row that is
 already there means the step was launched before; its instance is returned, never a second one.
-The pods start after the host's commit (``Pending``), so their events find the instance recorded.
+The pods start after the host's commit (``starts``), so their events find the instance recorded.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import copy
 import json
 import logging
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from workflow.workflow_abc import InstanceLauncher, LaunchParameters, LaunchResult
 
 from shared.db.base import new_id, utcnow
@@ -24,6 +23,8 @@ from shared.db.models import RunningWorkflow, RunningWorkflowStep
 from shared.db.session import insert_new
 from shared.errors import DmError
 from shared.services import instances
+from shared.services.workflow_host import starts
+from shared.services.workflow_host.starts import Pending
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -47,20 +48,6 @@ class Collaborators(Protocol):
     storage: "Storage"
     launcher: "Launcher"
     account_server: "AccountServer"
-
-
-@dataclass
-class Pending:
-    """A step recorded in the host's transaction, to start once it commits."""
-
-    launch: instances.Launch
-    task_id: str
-    owner: str
-    run_id: str
-    step_id: str
-    step_name: str
-    dependent_instances: list[str] = field(default_factory=list)
-    project_inputs: list[str] = field(default_factory=list)
 
 
 def platform_principal(username: str):
@@ -104,15 +91,14 @@ class PlatformLauncher(InstanceLauncher):
             return self._launched_before(run.id, lp)
         try:
             with s.begin_nested():  # a refusal leaves nothing of the instance behind
-                pending = self._record(lp, run.id, step_id, variables, dependent)
+                pending, command = self._record(lp, run.id, step_id, variables, dependent)
         except DmError as exc:
             log.warning("Step %s of %s could not be launched: %s", lp.step_name, run.id, exc.message)
             return LaunchResult(error_num=1, error_msg=exc.message, running_workflow_step_id=step_id)
-        s.execute(update(STEPS).where(STEPS.c.id == step_id).values(instance_id=pending.launch.instance_id,
-                                                                    task_id=pending.task_id))
+        starts.record(s, pending)
         self.pending.append(pending)
-        return LaunchResult(running_workflow_step_id=step_id, instance_id=pending.launch.instance_id,
-                            task_id=pending.task_id, command=pending.launch.command)
+        return LaunchResult(running_workflow_step_id=step_id, instance_id=pending.spec.instance_id,
+                            task_id=pending.spec.task_id, command=command)
 
     def _launched_before(self, run_id: str, lp: LaunchParameters) -> LaunchResult:
         row = self.s.execute(select(STEPS.c.id, STEPS.c.instance_id, STEPS.c.task_id).where(
@@ -123,7 +109,7 @@ class PlatformLauncher(InstanceLauncher):
         return LaunchResult(running_workflow_step_id=row.id, instance_id=row.instance_id, task_id=row.task_id)
 
     def _record(self, lp: LaunchParameters, run_id: str, step_id: str, variables: dict,
-                dependent: list[str]) -> Pending:
+                dependent: list[str]) -> tuple[Pending, str | None]:
         s = self.s
         principal = platform_principal(lp.launching_user_name)
         specification = {**copy.deepcopy(lp.specification or {}), "variables": variables}
@@ -134,9 +120,10 @@ class PlatformLauncher(InstanceLauncher):
         # a step works in its own instance directory, where its prior steps' directories are linked
         launch.working_directory = f"{launch.project_directory.rstrip('/')}/.{launch.instance_id}"
         instance, task = instances.record(s, principal, launch, authorisation_code=self._authorise(principal, launch))
-        return Pending(launch=launch, task_id=task.id, owner=principal.username, run_id=run_id, step_id=step_id,
-                       step_name=lp.step_name or lp.name, dependent_instances=dependent,
-                       project_inputs=sorted(lp.step_project_inputs or []))
+        pending = Pending(spec=instances.launch_spec(launch, task.id, principal.username), run_id=run_id,
+                          step_id=step_id, step_name=lp.step_name or lp.name, dependent_instances=dependent,
+                          project_inputs=sorted(lp.step_project_inputs or []))
+        return pending, launch.command
 
     def _authorise(self, principal, launch: instances.Launch) -> int | None:  # noqa: ANN001 - a Principal
         """The built-in ledger grants without a token. The real Account Server is asked with a user's

@@ -114,3 +114,23 @@ def test_stopping_a_run_stops_its_step(stack, alice):
     while DmApi.get_instance(alice, instance_id=nap["instance_id"]).success and time.monotonic() < deadline:
         time.sleep(0.3)  # stopped through the delete path: the instance goes
     assert not DmApi.get_instance(alice, instance_id=nap["instance_id"]).success
+
+
+def test_deleting_a_running_run_stops_it_first(stack, alice):
+    run_id, project_id = start(stack, alice, SLEEPING, {})
+    deadline = time.monotonic() + 30
+    while not (listed := steps(alice, run_id)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    [nap] = listed
+    rv = DmApi.delete_running_workflow(alice, running_workflow_id=run_id)
+    assert rv.success, rv.msg
+    assert not DmApi.get_running_workflow(alice, running_workflow_id=run_id).success  # gone at once
+    deadline = time.monotonic() + 30
+    while DmApi.get_instance(alice, instance_id=nap["instance_id"]).success and time.monotonic() < deadline:
+        time.sleep(0.3)  # its step was stopped through the delete path
+    assert not DmApi.get_instance(alice, instance_id=nap["instance_id"]).success
+    rv = DmApi.get_running_workflows(alice)
+    assert rv.success and run_id not in [r["id"] for r in rv.msg["running_workflows"]]
+    time.sleep(2)  # the step after it never starts
+    rv = DmApi.get_project_instances(alice, project_id=project_id)
+    assert rv.success and rv.msg["instances"] == [], rv.msg

@@ -215,8 +215,12 @@ def access_check(environ: dict, start_response) -> Iterable[bytes]:
 
 
 def with_instance_routes(app: Callable, *, proxy_instances: bool) -> Callable:
-    """``app`` with the access check, and (``proxy_instances``) the instances' paths in front of it."""
-    from shared.services.instance_access import INSTANCE_PATH
+    """``app`` with the access check, and (``proxy_instances``) the instances' paths in front of it.
+
+    Without the proxy nothing here is loaded until a request needs it: `shared.services.instance_access`
+    brings SQLAlchemy and the models, which a function's ``GET /version`` never uses."""
+    if proxy_instances:
+        from shared.services.instance_access import INSTANCE_PATH
 
     def wrapped(environ: dict, start_response) -> Any:
         path = environ.get("PATH_INFO", "")

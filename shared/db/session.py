@@ -140,6 +140,14 @@ def _write_turn(engine: "Engine", readonly: bool) -> Iterator[None]:
             lock.release()
 
 
+def readonly_engine(engine: "Engine") -> "Engine":
+    """The engine whose transactions are read-only (SQLite: no write lock), made once per engine."""
+    found = getattr(engine, "dm_readonly_engine", None)
+    if found is None:
+        found = engine.dm_readonly_engine = engine.execution_options(dm_readonly=True)
+    return found
+
+
 @contextlib.contextmanager
 def transaction(engine: "Engine", *, readonly: bool = False) -> Iterator["Session"]:
     """A Session in one transaction: commit on exit, roll back on raise.
@@ -148,7 +156,7 @@ def transaction(engine: "Engine", *, readonly: bool = False) -> Iterator["Sessio
     """
     from sqlalchemy.orm import Session
 
-    bind = engine.execution_options(dm_readonly=True) if readonly else engine
+    bind = readonly_engine(engine) if readonly else engine
     with _write_turn(engine, readonly), Session(bind, expire_on_commit=False) as session, session.begin():
         yield session
 

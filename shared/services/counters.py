@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 
 from shared.db.models import ChangeCounter
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
 PROJECTS = "projects"  # Projects, their membership, privacy, names and sizes
@@ -29,4 +30,27 @@ def bump(s: "Session", name: str) -> None:
 
 def read(s: "Session", name: str) -> int | None:
     """The counter's value, or None while it has no row (then nothing may be cached)."""
-    return s.scalar(select(ChangeCounter.value).where(ChangeCounter.name == name))
+    return s.scalar(_READ, {"name": name})
+
+
+def read_now(engine: "Engine", name: str) -> int | None:
+    """``read`` as one statement of its own, straight on a pooled driver connection: what a cached
+    answer is checked against before anything else is built, on every request of a hot listing
+    (SQLAlchemy's statement machinery would cost more than the query)."""
+    table = ChangeCounter.__table__
+    marker = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+    connection = engine.raw_connection()  # back to the pool on close, rolled back there
+    try:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(f"SELECT {table.c.value.name} FROM {table.name} WHERE {table.c.name.name} = {marker}",
+                           (name,))
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+    finally:
+        connection.close()
+    return None if row is None else int(row[0])
+
+
+_READ = select(ChangeCounter.value).where(ChangeCounter.name == bindparam("name"))

@@ -275,7 +275,16 @@ class Channel(TunnelChannel, HTTPChannel):
         return super().readable()
 
     def writable(self):
-        return self.will_close if self.draining_until is not None else super().writable()
+        if self.draining_until is not None:
+            return self.will_close
+        if self.requests and self.total_outbufs_len and not (self.will_close or self.close_when_flushed):
+            # A task is writing: while it holds the buffer it sends what it wrote itself, and wakes
+            # the loop if anything is left. Saying "writable" then would only spin the loop (select
+            # answers at once, the flush finds the buffer locked), taking the GIL from that task.
+            if not self.outbuf_lock.acquire(blocking=False):
+                return False
+            self.outbuf_lock.release()
+        return super().writable()
 
     def handle_read(self):
         if self.draining_until is None:

@@ -199,6 +199,10 @@ def insert_new(s: "Session | Connection", table, values: dict) -> bool:
     try:
         cursor.execute(sql, params)
         return cursor.rowcount > 0
+    except dialect.loaded_dbapi.Error as exc:  # raised as SQLAlchemy raises it, so callers tell faults apart
+        from sqlalchemy.exc import DBAPIError
+
+        raise DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
     finally:
         cursor.close()
 

@@ -8,8 +8,9 @@ here, and its keys are fetched over HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 Jwks = Callable[[], dict[str, Any]]  # returns a JWKS document: {"keys": [jwk, ...]}
 
@@ -27,3 +28,17 @@ def jwks_for(issuer: str) -> Jwks | None:
     """The JWKS of the provider for issuer if it is served in this process, else None."""
     with _lock:
         return _published.get(issuer)
+
+
+@contextlib.contextmanager
+def kept() -> Iterator[None]:
+    """What is published inside lasts until the block ends; the earlier publications come back then
+    (a provider made for a while, such as a second stack in one process)."""
+    with _lock:
+        before = dict(_published)
+    try:
+        yield
+    finally:
+        with _lock:
+            _published.clear()
+            _published.update(before)

@@ -43,13 +43,10 @@ def stack_client(api, settings):
     from shared.auth import local_keys
     from shared.stack import create_wsgi_app
 
-    # the stack's provider publishes its keys to this process's verifiers: put back the ones
-    # the other tests' tokens are signed with
-    published = dict(local_keys._published)
-    yield Client(create_wsgi_app(settings))
-    with local_keys._lock:
-        local_keys._published.clear()
-        local_keys._published.update(published)
+    # the stack's provider publishes its keys to this process's verifiers: the ones the other
+    # tests' tokens are signed with come back afterwards
+    with local_keys.kept():
+        yield Client(create_wsgi_app(settings))
 
 
 def test_the_landing_page_links_the_api_the_provider_and_the_account_server(stack_client, settings):

@@ -9,6 +9,7 @@ from shared.errors import BadRequest, TooLarge
 from shared.lazy import lazy
 
 workflows = lazy("shared.services.workflows")
+running_workflows = lazy("shared.services.running_workflows")
 outbox = lazy("shared.events.outbox")
 
 router = Router("workflow")
@@ -135,7 +136,7 @@ def run_workflow(ctx, workflow_id):
     """Run a Workflow in a Project (validated at RUN level); the workflow engine takes it from there."""
     form = {name: ctx.param(name) for name in ("project_id", "as_name", "variables", "debug")}
     with transaction(ctx.engine) as s:
-        run_id, event_id = workflows.start(s, _viewer(ctx, s), workflow_id, mode=ctx.settings.mode, **form)
+        run_id, event_id = running_workflows.start(s, _viewer(ctx, s), workflow_id, mode=ctx.settings.mode, **form)
     outbox.deliver(ctx.engine, ctx.settings.broker_url, [event_id])  # after the commit; re-sent if it fails
     return {"id": run_id}
 
@@ -144,7 +145,7 @@ def run_workflow(ctx, workflow_id):
 def get_running_workflows(ctx):
     """The Running Workflows the caller can see, oldest first."""
     with transaction(ctx.engine, readonly=True) as s:
-        items = workflows.list_runs(s, ctx.user, workflow_id=ctx.param("workflow_id"),
+        items = running_workflows.list_runs(s, ctx.user, workflow_id=ctx.param("workflow_id"),
                                     project_id=ctx.param("project_id"))
     return {"count": len(items), "running_workflows": items}
 
@@ -153,14 +154,14 @@ def get_running_workflows(ctx):
 def get_running_workflow(ctx, running_workflow_id):
     """One Running Workflow."""
     with transaction(ctx.engine, readonly=True) as s:
-        return workflows.run_detail(s, workflows.get_run(s, ctx.user, running_workflow_id))
+        return running_workflows.run_detail(s, running_workflows.get_run(s, ctx.user, running_workflow_id))
 
 
 @router.get("/running-workflow/<running_workflow_id>/steps")
 def get_running_workflow_steps(ctx, running_workflow_id):
     """The steps of a Running Workflow that are running or have run, oldest first."""
     with transaction(ctx.engine, readonly=True) as s:
-        items = workflows.steps(s, workflows.get_run(s, ctx.user, running_workflow_id))
+        items = running_workflows.steps(s, running_workflows.get_run(s, ctx.user, running_workflow_id))
     return {"count": len(items), "running_workflow_steps": items}
 
 
@@ -168,7 +169,7 @@ def get_running_workflow_steps(ctx, running_workflow_id):
 def stop_running_workflow(ctx, running_workflow_id):
     """Ask the workflow engine to stop a Running Workflow."""
     with transaction(ctx.engine) as s:
-        event_id = workflows.stop(s, ctx.user, running_workflow_id)
+        event_id = running_workflows.stop(s, ctx.user, running_workflow_id)
     outbox.deliver(ctx.engine, ctx.settings.broker_url, [event_id])
 
 
@@ -176,6 +177,6 @@ def stop_running_workflow(ctx, running_workflow_id):
 def delete_running_workflow(ctx, running_workflow_id):
     """Delete a Running Workflow; one still running is stopped first (and gone from view at once)."""
     with transaction(ctx.engine) as s:
-        event_id = workflows.delete_run(s, ctx.user, running_workflow_id)
+        event_id = running_workflows.delete_run(s, ctx.user, running_workflow_id)
     if event_id:
         outbox.deliver(ctx.engine, ctx.settings.broker_url, [event_id])

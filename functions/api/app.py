@@ -52,6 +52,22 @@ class IdConverter(BaseConverter):
         return str(int(value))
 
 
+class MatchRule(Rule):
+    """werkzeug's Rule with its URL builders made on first use. The api only matches paths, and
+    compiling two builders (generated Python code) per rule was most of the cost of building the
+    map, paid by each process's first request. A build, should one be asked for, is the same."""
+
+    def _compile_builder(self, append_unknown: bool = True):
+        compiled: list = []
+
+        def build(rule: Rule, *args: Any, **values: Any):
+            if not compiled:
+                compiled.append(Rule._compile_builder(rule, append_unknown))
+            return compiled[0](rule, *args, **values)
+
+        return build
+
+
 def json_response(body: Any, status: int = 200) -> Response:
     return Response(
         json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json"
@@ -77,7 +93,7 @@ class Api:
             module = importlib.import_module(f"functions.api.routes.{name}")
             self.routes.extend(module.router.routes)
         rules = [
-            Rule(r.path, methods=list(r.methods), endpoint=i) for i, r in enumerate(self.routes)
+            MatchRule(r.path, methods=list(r.methods), endpoint=i) for i, r in enumerate(self.routes)
         ]
         # No trailing-slash redirects: a redirected POST would lose its body (client §1).
         self.url_map = Map(rules, strict_slashes=True, redirect_defaults=False, merge_slashes=False,

@@ -16,7 +16,6 @@ from that record. While the launcher lives, its watcher reports each pod as it g
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import logging
 import os
@@ -37,6 +36,7 @@ from shared.storage import paths
 
 from . import pods
 from .base import LaunchError, LogRead
+from .local_pods import DEFAULT_SOURCE, log_tail, pod_event, read_record, recorded_pod
 
 if TYPE_CHECKING:
     from cloudevents.http import CloudEvent
@@ -45,16 +45,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dm.launcher.local")
 
-# What an in-cluster ApiServerSource puts in `source`: the API server it talks to.
-DEFAULT_SOURCE = "https://kubernetes.default.svc:443"
 INHERITED_VARIABLES = ("PATH", "HOME", "LANG")
 EXIT_CANNOT_EXECUTE = 126
 EXIT_NOT_FOUND = 127
 POLL_S = 0.1
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-# FallbackToLogsOnError: a failed container's message is the end of its log.
-MESSAGE_MAX_BYTES = 2048
-MESSAGE_MAX_LINES = 80
 # The sender retries on these answers, as Knative senders do (knative.md §1.4).
 _RETRIED_STATUSES = {404, 408, 409, 429}
 WRAPPER = str(Path(__file__).with_name("local_wrapper.py"))
@@ -205,15 +200,15 @@ class LocalLauncher:
             return None
         if (pod.get("status") or {}).get("phase") in pods.TERMINAL_PHASES:
             return pod
-        record = _read_record(self._record_path(instance_id))
+        record = read_record(self._record_path(instance_id))
         if record is not None:
             if record.get("exit_code") is not None:
-                return _recorded_pod(pod, record, self.logs_root / f"{instance_id}.log")
+                return recorded_pod(pod, record, self.logs_root / f"{instance_id}.log")
             pids = [pid for pid in (record.get("pid"), record.get("child")) if isinstance(pid, int)]
             if not any(_alive(pid) for pid in pids):
                 return None
             if record.get("child") is not None and (pod.get("status") or {}).get("phase") == "Pending":
-                return _recorded_pod(pod, record, None)  # running: its launcher died before saying so
+                return recorded_pod(pod, record, None)  # running: its launcher died before saying so
             return pod
         statuses = (pod.get("status") or {}).get("containerStatuses") or [{}]
         container_id = statuses[0].get("containerID") or ""
@@ -366,11 +361,11 @@ class LocalLauncher:
             end = dict(exit_code=exit_code, reason=start.get("reason"), message=start.get("message"),
                        started_at=run.created, finished_at=start.get("finished_at") or pods.timestamp())
             if exit_code != 0 and not end["message"]:
-                end["message"] = _log_tail(run.log_path)
+                end["message"] = log_tail(run.log_path)
         else:
             self._emit(run, "update", self._pod(run, "Running"))
             returncode = self._wait_for_exit(run)
-            record = _read_record(self._record_path(run.spec.instance_id)) or {}
+            record = read_record(self._record_path(run.spec.instance_id)) or {}
             if record.get("exit_code") is not None and record.get("pid") == run.proc.pid:
                 exit_code, finished = int(record["exit_code"]), record.get("finished_at") or pods.timestamp()
             else:  # the wrapper itself was killed: so is what it ran, as a container's end takes it all along
@@ -379,7 +374,7 @@ class LocalLauncher:
             _signal_group(run.proc, signal.SIGKILL)
             end = dict(exit_code=exit_code, started_at=run.started_at, finished_at=finished)
             if exit_code != 0:
-                end["message"] = _log_tail(run.log_path)
+                end["message"] = log_tail(run.log_path)
         # As the kubelet does for restartPolicy Never: the exit code decides, even after a stop
         # (a process killed by SIGTERM exits 143, so a stopped job normally ends Failed).
         phase = "Succeeded" if exit_code == 0 else "Failed"
@@ -472,32 +467,6 @@ class LocalLauncher:
                   problem)
 
 
-def pod_event(action: str, pod: dict[str, Any], source: str = DEFAULT_SOURCE) -> "CloudEvent":
-    """The CloudEvent an ApiServerSource in Resource mode sends for ``pod`` (knative.md §3).
-
-    ``action`` is add, update or delete; the data is the whole Pod.
-    """
-    from cloudevents.http import CloudEvent
-
-    from shared.events.contracts import PodChange
-
-    change = PodChange(action, pod)
-    meta = pod["metadata"]
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-    return CloudEvent({
-        "type": change.type,
-        "source": source,
-        "subject": change.subject,
-        "id": str(uuid.uuid4()),
-        "time": now,
-        "datacontenttype": change.CONTENT_TYPE,
-        "kind": "Pod",
-        "name": meta["name"],
-        "namespace": meta["namespace"],
-        "apiversion": "v1",
-    }, pod)
-
-
 def _free_port() -> int:
     """A port free now on the loopback interface (the application binds it soon after)."""
     import socket
@@ -505,49 +474,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def _log_tail(log_path: Path) -> str:
-    try:
-        with open(log_path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(f.tell() - MESSAGE_MAX_BYTES, 0))
-            tail = f.read()
-    except OSError:
-        return ""
-    return b"\n".join(tail.splitlines()[-MESSAGE_MAX_LINES:]).decode("utf-8", "replace")
-
-
-def _read_record(path: Path) -> dict[str, Any] | None:
-    """The wrapper's record of a pod's process (`local_wrapper`); None when there is none."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def _recorded_pod(kept: dict[str, Any], record: dict[str, Any], log_path: Path | None) -> dict[str, Any]:
-    """The kept pod brought to what the wrapper recorded: Running, or its end (``log_path``
-    given: a failed container's message is the end of its log, as the watcher reports it)."""
-    pod = json.loads(json.dumps(kept))
-    meta, container = pod["metadata"], pod["spec"]["containers"][0]
-    meta["resourceVersion"] = pods.next_resource_version()
-    pod["spec"]["nodeName"] = "localhost"
-    status: dict[str, Any] = dict(started_at=record.get("started_at") or meta.get("creationTimestamp"),
-                                  container_id=f"local://{record['pid']}" if record.get("pid") else None,
-                                  host_ip="127.0.0.1")
-    exit_code = record.get("exit_code")
-    if exit_code is None:
-        phase = "Running"
-    else:
-        phase = "Succeeded" if exit_code == 0 else "Failed"
-        message = record.get("message") or (_log_tail(log_path) if exit_code != 0 and log_path else None)
-        status.update(exit_code=int(exit_code), finished_at=record.get("finished_at"), reason=record.get("reason"),
-                      message=message or None)
-    pod["status"] = pods.pod_status(phase, container_name=container["name"], image=container["image"],
-                                    created=meta.get("creationTimestamp") or status["started_at"], **status)
-    return pod
 
 
 def _remove(path: Path) -> None:

@@ -96,39 +96,43 @@ def test_a_two_step_chain_runs_to_success(stack, alice, tmp_path):
     assert not DmApi.get_running_workflow(alice, running_workflow_id=run_id).success
 
 
+def first_step(token: str, run_id: str, limit_s: float = 30) -> dict:
+    """The run's one step, once it is listed."""
+    deadline = time.monotonic() + limit_s
+    while not (listed := steps(token, run_id)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    [step] = listed
+    return step
+
+
+def instance_gone(token: str, instance_id: str, limit_s: float = 30) -> bool:
+    deadline = time.monotonic() + limit_s
+    while DmApi.get_instance(token, instance_id=instance_id).success and time.monotonic() < deadline:
+        time.sleep(0.3)
+    return not DmApi.get_instance(token, instance_id=instance_id).success
+
+
 def test_stopping_a_run_stops_its_step(stack, alice):
     run_id, _ = start(stack, alice, SLEEPING, {})
     running = wait(alice, run_id, lambda r: False, limit_s=0)
     assert running["status"] == "RUNNING"
-    deadline = time.monotonic() + 30
-    while not (listed := steps(alice, run_id)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    [nap] = listed
+    nap = first_step(alice, run_id)
     rv = DmApi.stop_running_workflow(alice, running_workflow_id=run_id)
     assert rv.success, rv.msg
     done = wait(alice, run_id, lambda r: r["done"])
     assert (done["status"], done["stopping_user"]) == ("USER_STOPPED", "alice"), done
     [nap] = steps(alice, run_id)
     assert (nap["status"], nap["error_msg"]) == ("FAILURE", "Stopped by alice")
-    deadline = time.monotonic() + 30
-    while DmApi.get_instance(alice, instance_id=nap["instance_id"]).success and time.monotonic() < deadline:
-        time.sleep(0.3)  # stopped through the delete path: the instance goes
-    assert not DmApi.get_instance(alice, instance_id=nap["instance_id"]).success
+    assert instance_gone(alice, nap["instance_id"])  # stopped through the delete path
 
 
 def test_deleting_a_running_run_stops_it_first(stack, alice):
     run_id, project_id = start(stack, alice, SLEEPING, {})
-    deadline = time.monotonic() + 30
-    while not (listed := steps(alice, run_id)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    [nap] = listed
+    nap = first_step(alice, run_id)
     rv = DmApi.delete_running_workflow(alice, running_workflow_id=run_id)
     assert rv.success, rv.msg
     assert not DmApi.get_running_workflow(alice, running_workflow_id=run_id).success  # gone at once
-    deadline = time.monotonic() + 30
-    while DmApi.get_instance(alice, instance_id=nap["instance_id"]).success and time.monotonic() < deadline:
-        time.sleep(0.3)  # its step was stopped through the delete path
-    assert not DmApi.get_instance(alice, instance_id=nap["instance_id"]).success
+    assert instance_gone(alice, nap["instance_id"])  # its step was stopped through the delete path
     rv = DmApi.get_running_workflows(alice)
     assert rv.success and run_id not in [r["id"] for r in rv.msg["running_workflows"]]
     time.sleep(2)  # the step after it never starts

@@ -499,6 +499,13 @@ def percentile(values, p: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def stats_ms(values: list[float]) -> dict:
+    """Median, p90, max (ms) and count of durations in seconds."""
+    ms = [v * 1000 for v in values]
+    return {"median": round(median(ms), 1), "p90": round(percentile(ms, 90), 1), "max": round(max(ms), 1),
+            "count": len(ms)}
+
+
 # --- reporting --------------------------------------------------------------------
 
 
@@ -539,3 +546,19 @@ class Report:
                   "figures": self.figures, "targets": self.targets}
         path.write_text(json.dumps(record, indent=2) + "\n")
         return path
+
+    def latencies(self, results: list[dict], labels: dict[str, str]) -> None:
+        """One figure per measured stretch: ``results`` hold seconds under each key of ``labels``."""
+        for key, label in labels.items():
+            s = stats_ms([r[key] for r in results])
+            self.figure(f"{key}_ms", s, f"{label}: median {s['median']:.0f} ms, p90 {s['p90']:.0f} ms, "
+                        f"max {s['max']:.0f} ms (n={s['count']})")
+
+    def save_after_stack(self, code: int) -> "Report":
+        """For a benchmark of the running stack: its exit code after SIGINT is a figure, and once the
+        figures are saved, a stack that did not stop cleanly fails the run (``run_all`` shows ERROR)."""
+        self.figure("stack_exit_code", code, f"stack exit code after SIGINT: {code}")
+        self.save()
+        if code != 0:
+            raise SystemExit(f"the stack exited with {code} after SIGINT")
+        return self

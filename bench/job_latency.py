@@ -160,11 +160,6 @@ def one(api: c.ApiClient, project_id: str, i: int) -> dict:
     }
 
 
-def stats_ms(values: list[float]) -> dict:
-    ms = [v * 1000 for v in values]
-    return {"median": round(c.median(ms), 1), "p90": round(c.percentile(ms, 90), 1), "max": round(max(ms), 1),
-            "count": len(ms)}
-
 
 def main() -> c.Report:
     report = c.Report("job_latency")
@@ -222,24 +217,17 @@ def main() -> c.Report:
             "launch_to_final": "POST /instance → task final",
             "launch_to_exit": "  of which POST /instance → job exit",
         }
-        for key, label in labels.items():
-            s = stats_ms([r[key] for r in results])
-            report.figure(f"{key}_ms", s, f"{label}: median {s['median']:.0f} ms, p90 {s['p90']:.0f} ms, "
-                          f"max {s['max']:.0f} ms (n={s['count']})")
+        report.latencies(results, labels)
         gaps = [r["granularity"] for r in results if r["granularity"] is not None]
         if gaps:
-            g = stats_ms(gaps)
+            g = c.stats_ms(gaps)
             report.figure("poll_granularity_ms", g, f"poll granularity (gap between the last not-done and the done "
                           f"response): median {g['median']:.1f} ms, max {g['max']:.1f} ms; "
                           f"polls per instance (median) {c.median([r['polls'] for r in results]):.0f}")
         med = report.figures["exit_to_final_ms"]["median"]
-    report.figure("stack_exit_code", code, f"stack exit code after SIGINT: {code}")
     report.target("median job exit to task final", med, "<", TARGET_MEDIAN_MS, " ms")
     report.target("failed instances", len(failures), "<=", 0)
-    report.save()
-    if code != 0:
-        raise SystemExit(f"the stack exited with {code} after SIGINT")
-    return report
+    return report.save_after_stack(code)
 
 
 if __name__ == "__main__":

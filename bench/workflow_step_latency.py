@@ -234,11 +234,6 @@ def one(api: c.ApiClient, workflow_id: str, project_id: str, i: int) -> dict:
     }
 
 
-def stats_ms(values: list[float]) -> dict:
-    ms = [v * 1000 for v in values]
-    return {"median": round(c.median(ms), 1), "p90": round(c.percentile(ms, 90), 1), "max": round(max(ms), 1),
-            "count": len(ms)}
-
 
 def load_average() -> str:
     import os
@@ -291,18 +286,11 @@ def main() -> c.Report:
             "post_to_first_launched": "POST …/run → first step launched",
             "post_to_done_seen": "POST …/run → run seen done (two steps)",
         }
-        for key, label in labels.items():
-            s = stats_ms([r[key] for r in results])
-            report.figure(f"{key}_ms", s, f"{label}: median {s['median']:.0f} ms, p90 {s['p90']:.0f} ms, "
-                          f"max {s['max']:.0f} ms (n={s['count']})")
+        report.latencies(results, labels)
         med = report.figures["exit_to_next_launched_ms"]["median"]
-    report.figure("stack_exit_code", code, f"stack exit code after SIGINT: {code}")
     report.target("median step exit to next step launched", med, "<", TARGET_MEDIAN_MS, " ms")
     report.target("failed chains", len(failures), "<=", 0)
-    report.save()
-    if code != 0:
-        raise SystemExit(f"the stack exited with {code} after SIGINT")
-    return report
+    return report.save_after_stack(code)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ Cold start: only werkzeug is imported here; the database, models and shapes on f
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from typing import TYPE_CHECKING
@@ -39,6 +40,7 @@ from shared.errors import BadRequest, Conflict, DmError, Forbidden, NotFound, Un
 from shared.lazy import lazy
 
 if TYPE_CHECKING:
+    from shared.auth.verify import Principal
     from shared.config import Settings
 
 log = logging.getLogger("dm.account_server")
@@ -97,7 +99,7 @@ class AccountServerApp:
             if route.raw:  # the broker's CloudEvents: the consumer answers as Knative expects
                 return _event_response(self.consumer.handle(request))
             if route.auth:
-                call.principal = self.verifier.verify(request.headers.get("Authorization"))
+                call.principal = as_caller(self.verifier.verify(request.headers.get("Authorization")))
             from shared.db.session import transaction
 
             with transaction(self.engine, readonly=route.method == "GET" and not route.writes) as call.s:
@@ -126,6 +128,17 @@ def create_account_server_app(settings: "Settings") -> AccountServerApp:
     from shared.account_server import org
 
     return AccountServerApp(settings, router.routes + org.router.routes)
+
+
+AS_ADMIN_ROLE = "account-server-admin"  # the Account Server's own administrators (web-ui.md)
+
+
+def as_caller(principal: "Principal") -> "Principal":
+    """The caller as the Account Server sees them: its own admin role, as well as the Data Manager's,
+    gives administrator privilege here."""
+    if principal.is_admin or AS_ADMIN_ROLE not in principal.roles:
+        return principal
+    return dataclasses.replace(principal, is_admin=True)
 
 
 # --- state, merchants, the caller ----------------------------------------------------------------

@@ -217,6 +217,37 @@ def test_the_callers_account_server_roles(settings):
                       "account_server_roles": ["account-server-user"]}
 
 
+def test_the_account_servers_own_admin_role_gives_admin_privilege_there(settings):
+    """``account-server-admin`` (without the Data Manager's admin role) is an administrator of the
+    Account Server: privileged in ``GET /user/account`` and able to see another user's unit."""
+    from werkzeug.test import Client
+
+    from shared.account_server.rest import create_account_server_app
+    from shared.auth.verify import Principal
+
+    class Verifier:
+        def __init__(self, username, roles):
+            self.principal = Principal(username, frozenset(roles), False, "token")
+
+        def verify(self, header):
+            return self.principal
+
+    app = create_account_server_app(settings)
+    client = Client(app)
+    app.__dict__["verifier"] = Verifier("erin", {"account-server-user"})
+    unit = client.put("/unit", json={"billing_day": 1}, headers={"Authorization": "Bearer token"})
+    assert unit.status_code == 201, unit.get_data(as_text=True)
+    unit_id = unit.get_json()["id"]
+    app.__dict__["verifier"] = Verifier("frank", {"account-server-user"})
+    assert client.get(f"/unit/{unit_id}", headers={"Authorization": "Bearer token"}).status_code in (403, 404)
+    app.__dict__["verifier"] = Verifier("frank", {"account-server-user", "account-server-admin"})
+    account = client.get("/user/account", headers={"Authorization": "Bearer token"}).get_json()
+    assert account["caller_has_admin_privilege"] is True
+    assert account["account_server_roles"] == ["account-server-admin", "account-server-user"]
+    seen = client.get(f"/unit/{unit_id}", headers={"Authorization": "Bearer token"})
+    assert seen.status_code == 200 and seen.get_json()["id"] == unit_id
+
+
 # --- a newcomer's journey, through the Account Server and the Data Manager APIs --------------------------
 
 

@@ -87,9 +87,9 @@ def _members(s: "Session", project_ids) -> dict[str, dict[str, list[str]]]:
     listing sends no list of ids back to the database)."""
     out: dict[str, dict[str, list[str]]] = defaultdict(lambda: {r: [] for r in ROLES})
     if not isinstance(project_ids, list) or project_ids:
-        rows = s.execute(select(ProjectMember.project_id, ProjectMember.role, ProjectMember.username)
-                         .where(ProjectMember.project_id.in_(project_ids))
-                         .order_by(ProjectMember.username))
+        rows = s.connection().execute(select(ProjectMember.project_id, ProjectMember.role, ProjectMember.username)
+                                      .where(ProjectMember.project_id.in_(project_ids))
+                                      .order_by(ProjectMember.username))
         for pid, role, username in rows:
             out[pid][role].append(username)
     return out
@@ -130,7 +130,8 @@ def list_visible(
         query = query.where(or_(Project.private.is_(False), Project.id.in_(mine)))
     if name is not None:
         query = query.where(Project.name == name)
-    rows = s.execute(query.order_by(Project.created, Project.id)).all()
+    # plain rows through the Core connection: the ORM's row loading would cost more than the query
+    rows = s.connection().execute(query.order_by(Project.created, Project.id)).all()
     members = _members(s, query.with_only_columns(Project.id).order_by(None)) if rows else {}
     return [_detail(r, members[r.id]) for r in rows]
 

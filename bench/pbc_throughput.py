@@ -32,10 +32,11 @@ Afterwards the database must show, for every instance sent: phase COMPLETED with
 ``stopped``; its task done, state SUCCESS, exit code 0, with exactly one STARTED and exactly one
 SUCCESS state; and one pbc inbox row per message. Anything else fails the run.
 
-Then, to see where a message's time goes, 200 more instances are fed through pbc's claim and ``instances.apply_pod_message``
-in this process (no HTTP), one message at a time, with a counter on SQLAlchemy's statements and
-commits and on the connection pool's checkouts (each checkout is a pre-ping round trip), and the
-CPU time of the calling thread.
+Then, to see where a message's time goes, 200 more instances are fed through pbc's claim and
+``pod_messages.apply_pod_message`` in this process (no HTTP), one message at a time, as pbc's handler
+calls them, with a counter on SQL statements (SQLAlchemy's, and the prepared statements run on the
+pg8000 connection) and commits and on the connection pool's checkouts (each checkout is a pre-ping
+round trip), and the CPU time of the calling thread.
 """
 
 from __future__ import annotations
@@ -376,11 +377,13 @@ def verify(engine, instance_ids: list[str], messages: int) -> list[str]:
 
 
 def _label(sql: str) -> str:
-    """A statement in a few words: its verb and its table."""
+    """A statement in a few words: its verb and its table (a CTE: the tables it writes, and its verb)."""
     import re
 
     words = sql.split()
     verb = words[0].upper() if words else "?"
+    if verb == "WITH":
+        return "WITH writing " + "+".join(re.findall(r"\b(?:INSERT INTO|UPDATE)\s+(\w+)", sql, re.I))
     m = re.search(r"\b(?:FROM|INTO|UPDATE)\s+(\w+)", sql, re.I)
     if verb == "SELECT" and re.match(r"SELECT\s+max\(", sql, re.I):
         verb = "SELECT max"
@@ -388,15 +391,18 @@ def _label(sql: str) -> str:
 
 
 def profile_in_process(engine, pairs: list[tuple[str, str]]) -> dict:
-    """Each message through pbc's claim and ``instances.apply_pod_message`` here, one at a time: wall and CPU time, SQL statements,
-    commits and pool checkouts (each checkout is one pre-ping round trip) per message."""
+    """Each message through pbc's claim and ``pod_messages.apply_pod_message`` here, one at a time, as
+    pbc's handler calls them: wall and CPU time, SQL statements (those through SQLAlchemy and the
+    prepared ones run on the driver), commits and pool checkouts (each checkout is one pre-ping round
+    trip) per message."""
+    import pg8000.legacy
     from sqlalchemy import event
 
-    from shared.db.session import transaction
+    from shared.db.session import core_transaction
     from shared.events import wire
     from shared.events.consumer import Received
     from shared.events.contracts import PodMessageEvent
-    from shared.services import instances
+    from shared.services import pod_messages
 
     counts = {"statements": 0, "commits": 0, "checkouts": 0}
     seen: list[str] = []
@@ -411,9 +417,16 @@ def profile_in_process(engine, pairs: list[tuple[str, str]]) -> dict:
     def on_checkout(*_a, **_k):
         counts["checkouts"] += 1
 
+    prepared_run = pg8000.legacy.PreparedStatement.run
+
+    def counted_run(self, **vals):
+        on_statement(None, None, self.operation)
+        return prepared_run(self, **vals)
+
     event.listen(engine, "before_cursor_execute", on_statement)
     event.listen(engine, "commit", on_commit)
     event.listen(engine.pool, "checkout", on_checkout)
+    pg8000.legacy.PreparedStatement.run = counted_run
     per_phase: dict[str, dict] = {}
     try:
         for phase in ("Running", "Succeeded"):
@@ -424,9 +437,10 @@ def profile_in_process(engine, pairs: list[tuple[str, str]]) -> dict:
                 raw = pod_message(instance_id, task_id, phase)
                 received = Received("pbc", wire.new_event(PodMessageEvent.TYPE, PodMessageEvent.SOURCE, raw,
                                                           content_type=PodMessageEvent.CONTENT_TYPE))
-                with transaction(engine) as s:
-                    if received.claim(s):
-                        instances.apply_pod_message(s, PodMessageEvent.from_bytes(raw, PodMessageEvent.TYPE).message)
+                claim = pod_messages.Claim(received.consumer, received.id, received.sha256)
+                with core_transaction(engine) as connection:
+                    pod_messages.apply_pod_message(connection, PodMessageEvent.from_bytes(
+                        raw, PodMessageEvent.TYPE).message, claim=claim)
             took, cpu = time.perf_counter() - t0, time.thread_time() - c0
             n = len(pairs)
             per_message = (counts["statements"] - before["statements"]) // n
@@ -435,6 +449,7 @@ def profile_in_process(engine, pairs: list[tuple[str, str]]) -> dict:
                                 **{k: round((counts[k] - before[k]) / n, 2) for k in counts},
                                 "statement_list": [_label(x) for x in seen[:per_message]]}
     finally:
+        pg8000.legacy.PreparedStatement.run = prepared_run
         event.remove(engine, "before_cursor_execute", on_statement)
         event.remove(engine, "commit", on_commit)
         event.remove(engine.pool, "checkout", on_checkout)

@@ -30,8 +30,6 @@ def claim(s: "Session", consumer: str, event_id: str, payload_sha256: str) -> bo
 
     The same id with different content is a permanent failure (someone reused an id).
     """
-    from sqlalchemy import select
-
     from shared.db.base import utcnow
     from shared.db.models import InboxEvent
     from shared.db.session import insert_new
@@ -40,9 +38,18 @@ def claim(s: "Session", consumer: str, event_id: str, payload_sha256: str) -> bo
     if insert_new(s, table, dict(consumer=consumer, event_id=event_id, payload_sha256=payload_sha256,
                                  handled_at=utcnow())):
         return True
-    # handled before (or a concurrent delivery of it won): only then is a look needed
+    check_earlier(s, consumer, event_id, payload_sha256)  # handled before: only then is a look needed
+    return False
+
+
+def check_earlier(s: "Session", consumer: str, event_id: str, payload_sha256: str) -> None:
+    """An event handled before (or a concurrent delivery of it that won) must come with the same content."""
+    from sqlalchemy import select
+
+    from shared.db.models import InboxEvent
+
+    table = InboxEvent.__table__
     earlier = s.scalar(select(table.c.payload_sha256).where(table.c.consumer == consumer,
                                                            table.c.event_id == event_id))
     if earlier is not None and earlier != payload_sha256:
         raise PermanentFailure(f"Event {event_id} arrived again with different content")
-    return False

@@ -8,7 +8,6 @@ the pod does afterwards arrives as pod events (kew) and PodMessages (pbc).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import secrets
 import shlex
@@ -19,7 +18,7 @@ from sqlalchemy import delete, or_, select
 
 from shared.db.base import iso, new_id, utcnow
 from shared.db.models import Instance, Job, ProjectMember, ProjectToken, Task
-from shared.errors import BadRequest, Conflict, NotFound, PermanentFailure
+from shared.errors import BadRequest, Conflict, NotFound
 from shared.jobs import applications
 from shared.jobs import variables as job_variables
 from shared.services import files, jobs, projects, tasks, users
@@ -427,75 +426,6 @@ def revoke_token(s: "Session", instance_id: str, token: str) -> None:
     s.execute(delete(ProjectToken).where(ProjectToken.token == token, ProjectToken.instance_id == instance_id))
 
 
-# --- what pods report (PodMessages, through pbc) ---------------------------------------------
+# --- what pods report (PodMessages, through pbc): its own module, named here as before -------
 
-ENDED_WELL = ("Succeeded", "Completed")
-ENDED = ENDED_WELL + ("Failed",)
-TROUBLED = {"CrashLoopBackOff": "CRASH_LOOP_BACKOFF", "ImagePullBackOff": "IMAGE_PULL_BACKOFF", "Unknown": "UNKNOWN"}
-
-
-def _pod_time(text: str) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-
-
-def apply_pod_message(s: "Session", message, *, reason: str | None = None) -> None:  # noqa: ANN001 - a PodMessage
-    """A pod's phase and exit become the instance's phase and its task's state.
-
-    Delivery is at least once and in no particular order, so every change is guarded: a
-    finished instance keeps its phase, a finished task never moves, a start is recorded
-    once. A handful of guarded Core statements, no ORM objects: this runs for every pod's
-    every change. ``reason`` says why, when an end that went wrong has a better explanation
-    than the pod's (reconciliation).
-    """
-    from sqlalchemy import func, update
-
-    from shared.db.models.job import TERMINAL_PHASES
-
-    table = Instance.__table__
-    row = s.execute(select(table.c.phase, table.c.started, table.c.application_type, table.c.delete_task_id)
-                    .where(table.c.id == message.instance)).first()
-    if row is None:
-        raise PermanentFailure(f"There is no instance {message.instance}")
-    if row.phase in TERMINAL_PHASES:
-        return  # finished before: a late or repeated message changes nothing
-    this = update(table).where(table.c.id == message.instance, table.c.phase.not_in(TERMINAL_PHASES))
-    started = _pod_time(message.start_timestamp)
-    if message.phase == "Running":
-        if row.phase == "PENDING" or row.started is None:  # a start is recorded once
-            s.execute(this.values(phase="RUNNING", started=func.coalesce(table.c.started, started or utcnow())))
-        tasks.mark_started(s, message.task)
-        return
-    if message.phase not in ENDED:
-        phase = TROUBLED.get(message.phase)
-        if phase and phase != row.phase:  # a troubled pod: shown, but not final
-            s.execute(this.values(phase=phase))
-        return
-    code = message.exit_code if message.has_exit_code else None
-    good = message.phase in ENDED_WELL and code in (0, None)
-    if row.application_type == "APPLICATION" and row.delete_task_id:
-        good = True  # an application's life ends when it is deleted: that is its success
-    if good:
-        reason = None
-    elif reason is None:
-        if row.delete_task_id:
-            reason = "The instance was stopped (deleted) before it finished"
-        elif code is not None:
-            reason = f"The job failed with exit code {code}"
-        else:
-            reason = "The pod ended before its job could finish"
-    moved = s.execute(this.values(
-        phase="COMPLETED" if good else "FAILED", stopped=_pod_time(message.finish_timestamp) or utcnow(),
-        exit_code=code, error_message=reason, started=func.coalesce(table.c.started, started))).rowcount
-    if not moved:
-        return  # a concurrent message finished it first
-    tasks.mark_started(s, message.task)  # ended before its start was seen: STARTED comes first
-    if good:
-        tasks.set_state(s, message.task, "SUCCESS", "The instance finished", exit_code=0)
-    else:
-        tasks.set_state(s, message.task, "FAILURE", reason, exit_code=code if code else 1)
+from shared.services.pod_messages import ENDED, ENDED_WELL, TROUBLED, apply_pod_message  # noqa: E402, F401

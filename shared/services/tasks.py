@@ -13,6 +13,7 @@ from shared.errors import BadRequest, Forbidden, NotFound
 from shared.services import users
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
     from sqlalchemy.orm import Session
 
     from shared.auth.verify import Principal
@@ -51,7 +52,7 @@ def create(
 def add_event(s: "Session", task_id: str, message: str, level: str = "INFO") -> None:
     """Append an event; ordinals start at 1 and only grow (one statement: the next ordinal is computed in it)."""
     assert level in LEVELS
-    s.flush()  # events added through the session before this one come first
+    _flush(s)  # events added through the session before this one come first
     events = TaskEvent.__table__
     following = select(literal(task_id), func.coalesce(func.max(events.c.ordinal), 0) + 1, literal(level),
                        literal(message), literal(utcnow(), events.c.time.type)).where(events.c.task_id == task_id)
@@ -73,7 +74,7 @@ def set_state(
         values.update(done=True, exit_code=exit_code if exit_code is not None else (0 if state == "SUCCESS" else 1))
     moved = _update_task(s, task_id, values, done=False)
     if moved:
-        s.flush()  # states added through the session first keep their order
+        _flush(s)  # states added through the session first keep their order
         s.execute(insert(TaskState.__table__).values(task_id=task_id, state=state, message=message, time=utcnow()))
         if message:
             add_event(s, task_id, message, "ERROR" if state == "FAILURE" else "INFO")
@@ -88,7 +89,7 @@ def mark_started(s: "Session", task_id: str) -> bool:
     """PENDING → STARTED, once (a task already started or finished is left alone)."""
     moved = _update_task(s, task_id, {"state": "STARTED"}, done=False, state="PENDING")
     if moved:
-        s.flush()
+        _flush(s)
         s.execute(insert(TaskState.__table__).values(task_id=task_id, state="STARTED", message=None, time=utcnow()))
     return bool(moved)
 
@@ -98,13 +99,27 @@ def _update_task(s: "Session", task_id: str, values: dict, **guards) -> int:
     table = Task.__table__
     moved = s.execute(update(table).where(table.c.id == task_id, *(table.c[k] == v for k, v in guards.items()))
                       .values(**values)).rowcount
-    loaded = s.identity_map.get(s.identity_key(Task, task_id)) if moved else None
+    if moved:
+        sync_loaded(s, task_id, values)
+    return moved
+
+
+def sync_loaded(s: "Session | Connection", task_id: str, values: dict) -> None:
+    """A Task object the session has loaded takes the values a statement just wrote."""
+    if not hasattr(s, "identity_map"):
+        return  # a Core connection (pbc's hot path) loads no objects
+    loaded = s.identity_map.get(s.identity_key(Task, task_id))
     if loaded is not None:
         from sqlalchemy.orm.attributes import set_committed_value
 
         for name, value in values.items():
             set_committed_value(loaded, name, value)  # what the database now holds, not a change to flush
-    return moved
+
+
+def _flush(s: "Session | Connection") -> None:
+    """A Session's pending objects go first; the guarded changes here also run on a Core connection."""
+    if hasattr(s, "flush"):
+        s.flush()
 
 
 def _visible(s: "Session", principal: "Principal"):

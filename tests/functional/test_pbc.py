@@ -118,3 +118,53 @@ def test_unreadable_messages_are_dead_lettered(pbc_fn, data):
 
 def test_a_message_for_an_unknown_instance_is_dead_lettered(pbc_fn):
     assert send(pbc_fn, pod_message("instance-nope", "task-nope", "Running")).status_code == 422
+
+
+def apply(api, instance_id, task_id, phase, exit_code=None, claim=None, started="2026-01-01T00:00:00Z"):
+    """``pod_messages.apply_pod_message`` in a transaction of its own; what it found."""
+    from shared.db.session import transaction
+    from shared.messages.pod_message_pb2 import PodMessage
+    from shared.services import pod_messages
+
+    message = PodMessage.FromString(pod_message(instance_id, task_id, phase, exit_code, started=started))
+    with transaction(api.services.engine) as s:
+        return pod_messages.apply_pod_message(s, message, claim=claim)
+
+
+def test_a_start_and_a_task_state_are_recorded_once(api, alice, instance):
+    instance_id, task_id = instance
+    apply(api, instance_id, task_id, "Running")
+    apply(api, instance_id, task_id, "Running", started="2026-02-02T00:00:00Z")  # seen again: no new start
+    got = alice.get(f"/instance/{instance_id}").get_json()
+    assert got["phase"] == "RUNNING" and got["started"].startswith("2026-01-01T00:00:00")
+    assert states(alice, task_id)[0] == ["PENDING", "STARTED"]
+    apply(api, instance_id, task_id, "CrashLoopBackOff")  # troubled: shown, not final
+    assert alice.get(f"/instance/{instance_id}").get_json()["phase"] == "CRASH_LOOP_BACKOFF"
+    apply(api, instance_id, task_id, "Failed", 7)
+    names, task = states(alice, task_id)
+    assert names == ["PENDING", "STARTED", "FAILURE"] and task["exit_code"] == 7 and task["done"] is True
+    assert [(e["level"], e["message"]) for e in task["events"]][-1] == ("ERROR", "The job failed with exit code 7")
+    got = alice.get(f"/instance/{instance_id}").get_json()
+    assert got["phase"] == "FAILED" and got["started"].startswith("2026-01-01T00:00:00")
+
+
+def test_a_claim_is_made_once_and_a_loaded_task_follows(api, alice, instance):
+    from shared.db.models import Task
+    from shared.db.session import transaction
+    from shared.messages.pod_message_pb2 import PodMessage
+    from shared.services import pod_messages
+
+    instance_id, task_id = instance
+    claim = pod_messages.Claim("pbc", "event-1", "sha")
+    found = apply(api, instance_id, task_id, "Running", claim=claim)
+    assert found is not None and found.phase == "PENDING" and not found.step
+    assert apply(api, instance_id, task_id, "Running", claim=claim) is None  # handled before
+    message = PodMessage.FromString(pod_message(instance_id, task_id, "Succeeded", 0))
+    with transaction(api.services.engine) as s:
+        task = s.get(Task, task_id)
+        assert task.state == "STARTED"
+        pod_messages.apply_pod_message(s, message)
+        assert (task.state, task.done, task.exit_code) == ("SUCCESS", True, 0)
+    names, task = states(alice, task_id)
+    assert names == ["PENDING", "STARTED", "SUCCESS"]
+    assert [(e["level"], e["message"]) for e in task["events"]][-1] == ("INFO", "The instance finished")

@@ -1,4 +1,4 @@
-"""A 512 MiB dataset upload on the local stack, end to end, vs a plain file copy.
+"""A 512 MiB dataset upload on the local stack, end to end, vs SHA-256 of the same file (and a copy).
 
 The real local stack (``python -m shared.cli run``: api, upload function, Broker, kew, pbc,
 monitor) runs in a temp DM_DATA_DIR on six free ports. One upload is ``POST
@@ -7,12 +7,16 @@ part, streamed from the file with a precomputed Content-Length), then ``GET /tas
 20 ms until ``done``: the time runs from the start of the request to the poll that sees the task
 done (exit code 0). The api stages
 the file, the outbox sends an event to the Broker, the Broker delivers it to the upload function,
-which validates the content as it copies it into the dataset store.
+which moves the staged file into the dataset store (the api hashed and checked the content
+beside the receive).
 
 Two types, each with its own source file in the data folder (so source, copy and upload share
 one filesystem): ``application/octet-stream`` (.bin, random bytes) and ``text/plain`` (.txt,
-ASCII lines; the upload function checks it is UTF-8 without NUL). For each type, rounds of:
-sync, time ``shutil.copyfile``; sync, time the upload; check the stored version's size and
+ASCII lines; the api checks it is UTF-8 without NUL). For each type, rounds of: sync, time
+``shutil.copyfile``; time ``hashlib.sha256`` over the source file (read into one reused 8 MiB
+buffer): the work an upload cannot avoid; sync, time the floor of any upload that survives a crash
+(``upload.bare_transfer``: the file over bare loopback TCP into the store's writer, fsynced; no
+HTTP, no parsing, no hash); sync, time the upload; check the stored version's size and
 SHA-256 (``GET /digest/dataset/<sha256>`` must find this version, and the stored file is hashed
 again); delete the version and wait for its removal task. Round 0 is an untimed warm-up (see
 upload.py: the VM's first writes of 512 MiB are slow for whichever goes first).
@@ -37,12 +41,12 @@ import time
 from pathlib import Path
 
 import _common as c
-from upload import MultipartBody, make_source, sha256_of
+from upload import MultipartBody, bare_transfer, make_source, sha256_of
 
 SIZE = 512 * 1024**2
 ROUNDS = 7  # per type, after the warm-up round; the VM's disk is noisy
 POLL_S = 0.020
-TARGET_SPEED_RATIO, TARGET_RSS_MIB = 0.4, 100
+TARGET_SHA_RATIO, TARGET_RSS_MIB = 1.5, 100  # upload time <= 1.5x the time of SHA-256 alone
 MiB = 1024**2
 TYPES = (  # (label, dataset_type, file name)
     ("binary", "application/octet-stream", "big.bin"),
@@ -63,6 +67,19 @@ def make_text_source(path: Path, size: int) -> str:
             digest.update(block)
             remaining -= len(block)
     return digest.hexdigest()
+
+
+def sha256_seconds(path: Path) -> float:
+    """Seconds ``hashlib.sha256`` takes over the file, read into one reused 8 MiB buffer."""
+    buf = bytearray(8 * MiB)
+    view = memoryview(buf)
+    t0 = time.perf_counter()
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            digest.update(view[:n])
+    digest.hexdigest()
+    return time.perf_counter() - t0
 
 
 class StackRss:
@@ -172,7 +189,7 @@ def main() -> c.Report:
 
             for label, mime, name in TYPES:
                 source, sha = sources[label]
-                copies, totals, rounds = [], [], []
+                copies, hashes, floors, totals, rounds = [], [], [], [], []
                 print(f"{label} ({mime}, {name}):", flush=True)
                 for i in range(ROUNDS + 1):
                     copy_to = data / ("copy" + Path(name).suffix)
@@ -181,6 +198,9 @@ def main() -> c.Report:
                     shutil.copyfile(source, copy_to)
                     copied = time.perf_counter() - t0
                     copy_to.unlink()
+                    hashed = sha256_seconds(source)
+                    os.sync()
+                    floor = bare_transfer(source, data / "bare.bin")
 
                     os.sync()
                     with StackRss(processes) as sampler:
@@ -192,16 +212,21 @@ def main() -> c.Report:
                     delete(api, done)
                     if i:
                         copies.append(copied)
+                        hashes.append(hashed)
+                        floors.append(floor)
                         totals.append(done["total"])
                         rounds.append({k: round(done[k], 3) for k in ("total", "to_201", "to_started", "to_success")}
-                                      | {"copy": round(copied, 3)})
+                                      | {"copy": round(copied, 3), "sha256": round(hashed, 3), "bare_tcp_store": round(floor, 3),
+                                         "vs_sha256": round(done["total"] / hashed, 2)})
                     worst = max(grew, key=grew.get)
-                    print(f"  round {i}: copy {copied:.2f} s, upload {done['total']:.2f} s (201 after "
+                    print(f"  round {i}: copy {copied:.2f} s, sha256 {hashed:.2f} s, bare TCP + write + fsync "
+                          f"{floor:.2f} s, upload {done['total']:.2f} s "
+                          f"= {done['total'] / hashed:.2f}x sha256 (201 after "
                           f"{done['to_201']:.2f} s, STARTED {done['to_started']:.2f} s, SUCCESS "
                           f"{done['to_success']:.2f} s), largest RSS growth {grew[worst] / MiB:.1f} MiB "
                           f"({worst}, {sampler.samples} samples), size and SHA-256 match"
                           f"{'' if i else ' (warm-up)'}", flush=True)
-                results[label] = {"copies": copies, "totals": totals, "rounds": rounds}
+                results[label] = {"copies": copies, "hashes": hashes, "floors": floors, "totals": totals, "rounds": rounds}
             api.close()
             code = stack.stop()
             if code != 0:
@@ -210,7 +235,7 @@ def main() -> c.Report:
     print("medians:")
     for label, mime, _ in TYPES:
         r = results[label]
-        copy_s, total_s = c.median(r["copies"]), c.median(r["totals"])
+        copy_s, total_s, sha_s = c.median(r["copies"]), c.median(r["totals"]), c.median(r["hashes"])
         copy_rate, upload_rate = SIZE / MiB / copy_s, SIZE / MiB / total_s
         stage = {k: c.median([x[k] for x in r["rounds"]]) for k in ("to_201", "to_started", "to_success")}
         report.figure(f"{label}_copy_mib_s", copy_rate, f"{label}: shutil.copyfile {copy_s:.2f} s = {copy_rate:.0f} MiB/s")
@@ -220,6 +245,16 @@ def main() -> c.Report:
                       f"SUCCESS at {stage['to_success']:.2f} s)")
         report.figure(f"{label}_speed_ratio", upload_rate / copy_rate,
                       f"{label}: upload / copy speed {upload_rate / copy_rate:.2f}")
+        report.figure(f"{label}_sha256_s", sha_s, f"{label}: hashlib.sha256 over the file {sha_s:.2f} s "
+                      f"= {SIZE / MiB / sha_s:.0f} MiB/s")
+        floor_s = c.median(r["floors"])
+        report.figure(f"{label}_bare_tcp_store_s", floor_s,
+                      f"{label}: floor, the file over bare loopback TCP into the store's writer and fsynced (no HTTP, "
+                      f"no hash) {floor_s:.2f} s = {floor_s / sha_s:.2f}x sha256")
+        per_round = c.median([x["vs_sha256"] for x in r["rounds"]])
+        report.figure(f"{label}_vs_sha256", total_s / sha_s,
+                      f"{label}: upload time / sha256 time {total_s / sha_s:.2f} (medians; the median of the "
+                      f"rounds' own ratios {per_round:.2f})")
         report.figures[f"{label}_stages_s"] = stage
         report.figures[f"{label}_rounds_s"] = r["rounds"]
     report.figure("baseline_rss_mib", {k: round(v / MiB, 1) for k, v in baseline.items()},
@@ -228,7 +263,7 @@ def main() -> c.Report:
                   "peak RSS growth per process (max over all rounds): "
                   + ", ".join(f"{k} {v / MiB:.1f} MiB" for k, v in growth.items()))
     report.figure("stack_exit_code", code, f"stack exit code after SIGINT: {code}")
-    report.target("binary upload speed vs copy", report.figures["binary_speed_ratio"], ">=", TARGET_SPEED_RATIO, "x")
+    report.target("binary upload time vs sha256 alone", report.figures["binary_vs_sha256"], "<=", TARGET_SHA_RATIO, "x")
     worst = max(growth, key=growth.get)
     report.target(f"peak RSS growth of any process ({worst})", growth[worst] / MiB, "<", TARGET_RSS_MIB, " MiB")
     report.save()

@@ -6,6 +6,8 @@ it holds each project's folder at its top, so ``projects/<id>/a.txt`` is ``<id>/
 (staged uploads) lives on the volume under a hidden folder, so a staged project file is renamed
 into place on the same file system. A move between the two backends is a streamed copy, then a
 delete: each write is atomic, so no reader sees a partial file, and a failed copy leaves nothing.
+Two folders on one file system (the local stack's store and volume) are spared the copy: the
+file is renamed from one to the other.
 """
 
 from __future__ import annotations
@@ -123,6 +125,12 @@ class RoutedStorage:
         if src is dst:
             src.move(src_inner, dst_inner)
             return
+        if isinstance(src, LocalStorage) and isinstance(dst, LocalStorage):
+            try:
+                if dst.adopt(src, src_inner, dst_inner):  # two folders on one file system: a rename
+                    return
+            except FileNotFoundError:
+                raise FileNotFoundError(src_key) from None
         if not src.exists(src_inner):
             raise FileNotFoundError(src_key)
         dst.write(dst_inner, src.open(src_inner))  # atomic: the old file or the whole new one

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -117,10 +118,44 @@ def test_moves_across_the_backends_copy_then_delete(routed, volume):
     assert leftovers(routed) == []
 
 
+def test_two_folders_on_one_file_system_move_by_rename(tmp_path, volume):
+    routed = create_routed_storage(str(volume), str(tmp_path / "datasets"))
+    routed.write("uploads/u1", [b"staged upload"])
+    inode = os.stat(volume / ".dm" / "uploads" / "u1").st_ino
+    routed.move("uploads/u1", "datasets/d1/1/f.bin")
+    stored = tmp_path / "datasets" / "datasets" / "d1" / "1" / "f.bin"
+    assert os.stat(stored).st_ino == inode  # the same file: no copy
+    assert read(routed, "datasets/d1/1/f.bin") == b"staged upload" and not routed.exists("uploads/u1")
+    with pytest.raises(FileNotFoundError, match="uploads/u1"):
+        routed.move("uploads/u1", "datasets/d1/1/f.bin")
+    assert read(routed, "datasets/d1/1/f.bin") == b"staged upload"
+    assert leftovers(routed) == []
+
+
+def test_two_folders_on_different_file_systems_copy(tmp_path, volume, monkeypatch):
+    routed = create_routed_storage(str(volume), str(tmp_path / "datasets"))
+    data = os.urandom(3 * MiB + 5)
+    routed.write("uploads/u1", [data])
+
+    replace = os.replace
+
+    def cross_device(src, dst):
+        if str(src).startswith(str(volume)) and not str(dst).startswith(str(volume)):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", cross_device)
+    routed.move("uploads/u1", "datasets/d1/1/f.bin")  # the copy: its own write renames in its folder
+    monkeypatch.undo()
+    assert read(routed, "datasets/d1/1/f.bin") == data and not routed.exists("uploads/u1")
+
+
 def test_a_failed_cross_copy_leaves_nothing_half_made(routed, monkeypatch):
     data = os.urandom(10 * MiB)  # past the first S3 part: a multipart upload is under way when it fails
     routed.write("uploads/u1", [data])
     routed.write("datasets/d1/1/kept.bin", [b"the old version"])
+    if isinstance(routed.datasets, LocalStorage):  # as if the two folders were on two file systems
+        monkeypatch.setattr(routed.datasets, "adopt", lambda other, src_key, dst_key: False)
     monkeypatch.setattr(routed.projects, "open", lambda key: failing_after(data))
     with pytest.raises(OSError, match="went away"):
         routed.move("uploads/u1", "datasets/d1/1/new.bin")

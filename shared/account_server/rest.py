@@ -63,6 +63,7 @@ class AccountServerApp:
         self.routes = routes
         rules = [Rule(r.path, methods=[r.method], endpoint=i) for i, r in enumerate(routes)]
         self.url_map = Map(rules, strict_slashes=True, redirect_defaults=False, merge_slashes=False)
+        [self.event_route] = [r for r in routes if r.method == "POST" and r.path == EVENT_PATH]
 
     @functools.cached_property
     def engine(self):
@@ -87,13 +88,16 @@ class AccountServerApp:
         return self.answer(Request(environ))(environ, start_response)
 
     def answer(self, request: Request) -> Response:
-        try:
-            index, args = self.url_map.bind_to_environ(request.environ).match()
-        except (RouteNotFound, RequestRedirect):
-            return json_response({"error": "Not found"}, 404)
-        except MethodNotAllowed:
-            return json_response({"error": f"Method {request.method} is not allowed here"}, 405)
-        route = self.routes[index]
+        if request.method == "POST" and request.path == EVENT_PATH:  # every charge: no route map to walk
+            route, args = self.event_route, {}
+        else:
+            try:
+                index, args = self.url_map.bind_to_environ(request.environ).match()
+            except (RouteNotFound, RequestRedirect):
+                return json_response({"error": "Not found"}, 404)
+            except MethodNotAllowed:
+                return json_response({"error": f"Method {request.method} is not allowed here"}, 405)
+            route = self.routes[index]
         call = Call(request, self.settings)
         try:
             if route.raw:  # the broker's CloudEvents: the consumer answers as Knative expects
@@ -415,6 +419,9 @@ def get_unit_charges(call: Call, unit_id: str):
     return shapes.unit_charges_of(call.s, unit, call.principal, window, call.today)
 
 
-@router.route("POST", "/event", auth=False, status=202, raw=True)
+EVENT_PATH = "/event"  # the broker's deliveries of charges
+
+
+@router.route("POST", EVENT_PATH, auth=False, status=202, raw=True)
 def receive_event(call: Call):
     """The broker's charges: answered by the ``ledger`` consumer itself (AccountServerApp.answer)."""

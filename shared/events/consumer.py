@@ -75,7 +75,7 @@ class Consumer:
         if request.method != "POST":
             return ({"error": "POST a CloudEvent here"}, 405)
         try:
-            event = wire.from_http(request.headers, request.get_data())
+            event = wire.from_http(_headers(request.environ), request.get_data())
         except wire.NotACloudEvent as exc:
             return ({"error": f"Not a readable CloudEvent: {exc}"}, 400)
         found = self.handlers.get(event.type)
@@ -94,3 +94,14 @@ class Consumer:
             log.error("Event %s (%s) can never be handled: %s", event.id, event.type, exc)
             return ({"error": exc.message}, 422)
         return ("", 202)
+
+
+def _headers(environ: dict) -> dict[str, str]:
+    """The request's headers, names lower-cased, straight from the WSGI environ: werkzeug's view of
+    them decodes every header again on each look, and every event passes here."""
+    headers = {name[5:].replace("_", "-").lower(): value for name, value in environ.items()
+               if name.startswith("HTTP_")}
+    for name in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(name):
+            headers[name.replace("_", "-").lower()] = environ[name]
+    return headers

@@ -93,7 +93,8 @@ def event_of(contract: Any, *, id_: str | None = None, time: dt.datetime | None 
 def from_attributes(attributes: Mapping[str, Any], data: Any) -> WireEvent:
     """An event from attribute values of any type (as the SDK holds them); checks names and
     the required attributes."""
-    attrs = {name: attribute_text(value) for name, value in attributes.items() if value is not None}
+    attrs = {name: value if type(value) is str else attribute_text(value)
+             for name, value in attributes.items() if value is not None}
     for name in attrs:
         if not _ATTRIBUTE_NAME.match(name) or name == "data":
             raise NotACloudEvent(f"bad attribute name {name!r}: lowercase letters and digits only")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import threading
 from typing import TYPE_CHECKING, Iterator
 
@@ -53,7 +54,10 @@ def make_engine(url: str) -> "Engine":
         # rather than in SQLite's busy handler, which polls with sleeps of up to 100 ms.
         engine.dm_write_lock = threading.RLock()
         return engine
-    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # As many kept connections as the server has threads: with fewer, the busiest moments open and
+    # close a connection per request (a PostgreSQL connection costs tens of milliseconds to open)
+    threads = int(os.environ.get("THREADS", "16"))
+    engine = create_engine(url, pool_pre_ping=True, pool_size=max(5, threads), max_overflow=10)
     if url.startswith("postgresql+pg8000"):
         def _commit_simply(dbapi_conn) -> None:
             # pg8000 commits with a parameterised statement: three round trips. Every transaction

@@ -19,9 +19,12 @@ _lock = threading.Lock()
 def make_engine(url: str) -> "Engine":
     from sqlalchemy import create_engine, event
 
+    # As many kept connections as the server has threads: with fewer, the busiest moments open and
+    # close a connection per request (a PostgreSQL connection costs tens of milliseconds to open)
+    pool = {"pool_size": max(5, int(os.environ.get("THREADS", "16"))), "max_overflow": 10}
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False,
-                                                  "factory": _sqlite_connection_class()})
+                                                  "factory": _sqlite_connection_class()}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):
@@ -54,10 +57,7 @@ def make_engine(url: str) -> "Engine":
         # rather than in SQLite's busy handler, which polls with sleeps of up to 100 ms.
         engine.dm_write_lock = threading.RLock()
         return engine
-    # As many kept connections as the server has threads: with fewer, the busiest moments open and
-    # close a connection per request (a PostgreSQL connection costs tens of milliseconds to open)
-    threads = int(os.environ.get("THREADS", "16"))
-    engine = create_engine(url, pool_pre_ping=True, pool_size=max(5, threads), max_overflow=10)
+    engine = create_engine(url, pool_pre_ping=True, **pool)
     if url.startswith("postgresql+pg8000"):
         def _commit_simply(dbapi_conn) -> None:
             # pg8000 commits with a parameterised statement: three round trips. Every transaction

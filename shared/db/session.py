@@ -20,8 +20,9 @@ def make_engine(url: str) -> "Engine":
     from sqlalchemy import create_engine, event
 
     # As many kept connections as the server has threads: with fewer, the busiest moments open and
-    # close a connection per request (a PostgreSQL connection costs tens of milliseconds to open)
-    pool = {"pool_size": max(5, int(os.environ.get("THREADS", "16"))), "max_overflow": 10}
+    # close a connection per request (a PostgreSQL connection costs tens of milliseconds to open);
+    # a few more for the process's own background work
+    pool = {"pool_size": max(5, int(os.environ.get("THREADS", "16"))), "max_overflow": 4}
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False,
                                                   "factory": _sqlite_connection_class()}, **pool)

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import _common as c
+import _system as system
 
 SIZES = (1_000, 10_000)
 ROUNDS = 5
@@ -35,58 +35,6 @@ TARGET_RATIO = 12.0
 TARGET_RSS_MIB = 100.0
 BATCH = 1_000
 MiB = 1024 * 1024
-ADMIN_URLS = ("postgresql+pg8000://postgres@127.0.0.1:5432/test", "postgresql+pg8000://root@127.0.0.1:5432/test")
-
-
-def admin_url() -> tuple[str | None, list[str]]:
-    """The first PostgreSQL admin URL that answers, and why the others did not."""
-    import os
-
-    import sqlalchemy as sa
-
-    candidates = [os.environ["DM_TEST_POSTGRES_URL"]] if os.environ.get("DM_TEST_POSTGRES_URL") else ADMIN_URLS
-    reasons = []
-    for url in candidates:
-        engine = sa.create_engine(url, connect_args={"timeout": 3})
-        try:
-            with engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-            return url, reasons
-        except Exception as exc:  # noqa: BLE001 - any failure means "not this one"
-            reasons.append(f"{url.split('://')[1]}: {type(exc).__name__}: {exc}"[:300])
-        finally:
-            engine.dispose()
-    return None, reasons
-
-
-class RssSampler:
-    """The api process's RSS every 5 ms in a thread; ``peak`` is the maximum."""
-
-    def __init__(self, function: c.Function, interval: float = 0.005):
-        import psutil
-
-        self.proc, self.interval = psutil.Process(function.proc.pid), interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def rss(self) -> int:
-        return self.proc.memory_info().rss
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self.peak = self.rss()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.rss())
 
 
 class Seeder:
@@ -254,7 +202,7 @@ def measure(api: c.Function, client: c.ApiClient, seeder: Seeder, kind: str, n: 
     """(median seconds of ROUNDS requests, peak RSS growth in bytes) for one listing of ``n`` items."""
     path = path_of(kind, seeder, n)
     times = []
-    sampler = RssSampler(api)
+    sampler = system.RssSampler(api)
     with sampler:
         base = sampler.peak
         for r in range(ROUNDS + 1):
@@ -306,7 +254,7 @@ def run_database(label: str, url: str | None, tmp: Path, identity: c.Identity) -
 
 def main() -> c.Report:
     report = c.Report("listings")
-    url, reasons = admin_url()
+    url, reasons = system.postgres_admin_url()
     databases: list[tuple[str, str | None]] = [("sqlite", None)]
     pg_name = None
     admin = None

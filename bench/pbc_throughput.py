@@ -52,36 +52,17 @@ import uuid
 from pathlib import Path
 
 import _common as c
+import _system as system
 
 INSTANCES, ROUNDS, WARMUP_INSTANCES = 1000, 3, 200
 PROFILE_INSTANCES = 200
 CLIENTS = 8
 BATCH = 250
 TARGET_MESSAGES_S = 500
-ADMIN_URLS = ("postgresql+pg8000://postgres@127.0.0.1:5432/test", "postgresql+pg8000://root@127.0.0.1:5432/test")
 TEST_MANIFEST = c.ROOT / "tests" / "data" / "jobs" / "manifest.yaml"
 
 
 # --- the database ------------------------------------------------------------------------------
-
-
-def admin_url() -> tuple[str | None, list[str]]:
-    """The first PostgreSQL admin URL that answers, and why the others did not."""
-    import sqlalchemy as sa
-
-    candidates = [os.environ["DM_TEST_POSTGRES_URL"]] if os.environ.get("DM_TEST_POSTGRES_URL") else ADMIN_URLS
-    reasons = []
-    for url in candidates:
-        engine = sa.create_engine(url, connect_args={"timeout": 3})
-        try:
-            with engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-            return url, reasons
-        except Exception as exc:  # noqa: BLE001 - any failure means "not this one"
-            reasons.append(f"{url.split('://')[1]}: {type(exc).__name__}: {exc}"[:300])
-        finally:
-            engine.dispose()
-    return None, reasons
 
 
 class Seeder:
@@ -472,7 +453,7 @@ def ping_ms(engine, n: int = 500) -> float:
 
 def main() -> c.Report:
     report = c.Report("pbc_throughput")
-    url, reasons = admin_url()
+    url, reasons = system.postgres_admin_url()
     if url is None:
         print("!" * 78 + "\n!!! PostgreSQL does not answer: pbc_throughput CANNOT RUN\n"
               + "".join(f"!!!   {r}\n" for r in reasons) + "!" * 78, flush=True)

@@ -29,12 +29,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import _common as c
+import _system as system
 
 SIZE = 512 * 1024**2
 ROUNDS = 7  # the VM's disk makes single rounds noisy: a median of 7 is steadier
@@ -161,40 +161,6 @@ def delete(api: c.Function, token: str, project_id: str, name: str) -> None:
         raise RuntimeError(f"delete answered {resp.status}")
 
 
-class RssSampler:
-    """Samples the summed RSS of a process tree every 10 ms in a thread; ``peak`` is the maximum."""
-
-    def __init__(self, function: c.Function, interval: float = 0.010):
-        self.function, self.interval = function, interval
-        self.peak = self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def rss(self) -> int:
-        total = 0
-        for p in self.function.process_tree():
-            try:
-                total += p.memory_info().rss
-            except Exception:  # noqa: BLE001 - a process that just ended
-                pass
-        return total
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            self.samples += 1
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.rss())
-
-
 def main() -> c.Report:
     report = c.Report("upload")
     with tempfile.TemporaryDirectory(prefix="dm-bench-") as tmp:
@@ -215,7 +181,7 @@ def main() -> c.Report:
             [pid] = c.create_projects(api.url, token, facts["users"]["alice"]["project_tier_product_id"], 1)
             upload(api, token, pid, small, "warm-up.bin")  # imports and buffers in place
             time.sleep(0.2)
-            baseline = RssSampler(api).rss()
+            baseline = system.RssSampler(api, interval=0.010).rss()
             stored = data / "store" / "projects" / pid / "big.bin"
             for i in range(ROUNDS + 1):
                 copy_to = data / "copy.bin"
@@ -230,7 +196,7 @@ def main() -> c.Report:
                 floor_store = bare_transfer(source, data / "bare.bin")
 
                 os.sync()
-                with RssSampler(api) as sampler:
+                with system.RssSampler(api, interval=0.010) as sampler:
                     t0 = time.perf_counter()
                     upload(api, token, pid, source, "big.bin")
                     uploaded = time.perf_counter() - t0
